@@ -1,0 +1,49 @@
+# make deploy: ShopStream on this host as a single-node swarm.
+# make test:   every test (lint, unit, integration on this host, the multi-node Molecule cluster).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# Not root: ask for the sudo password once.
+BECOME := $(if $(filter 0,$(shell id -u)),,--become --ask-become-pass)
+COLLECTION_LINK := .collections/ansible_collections/shopstream/swarm
+
+.PHONY: deploy test setup lint unit integration cluster clean
+
+deploy: setup
+	ansible-playbook site.yml -i inventories/local $(BECOME)
+
+test: setup lint unit integration cluster
+
+setup: $(VENV)/.installed $(COLLECTION_LINK)
+
+$(VENV)/.installed: requirements.txt
+	@python3 -c 'import ensurepip' 2>/dev/null || { echo "make: installing python3-venv"; apt-get update -qq && apt-get install -y -qq python3-venv; }
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+$(COLLECTION_LINK):
+	mkdir -p $(dir $@)
+	ln -sfn ../../.. $@
+
+lint: setup
+	ruff check .
+	ruff format --check .
+	ansible-lint
+
+unit: setup
+	pytest tests/unit
+
+# Integration tests run on this host: they bring it to a one-node swarm as `make deploy` does.
+integration: setup
+	pytest tests/integration
+
+cluster: setup
+	molecule test -s cluster
+
+clean:
+	-molecule destroy -s cluster
+	rm -rf $(VENV) .collections .pytest_cache .ruff_cache

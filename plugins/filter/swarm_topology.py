@@ -1,0 +1,30 @@
+# Copyright: ShopStream platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters that expose the collection's cluster-wide decisions to roles."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.shopstream.swarm.plugins.module_utils._topology import check_cluster, plan_removal, plan_swarm
+
+
+def preflight_check(records, settings, unknown_managers=(), supported_os=None, allow_even=False):
+    if not isinstance(records, list):
+        raise AnsibleFilterError("preflight_check expects a list of host records")
+    return check_cluster(records, dict(settings), list(unknown_managers), supported_os, allow_even)
+
+
+def swarm_plan(records, unknown_managers=()):
+    if not isinstance(records, list):
+        raise AnsibleFilterError("swarm_plan expects a list of host records")
+    return plan_swarm(records, list(unknown_managers))
+
+
+def swarm_removal(nodes, target):
+    return plan_removal(list(nodes), target)
+
+
+class FilterModule:
+    def filters(self):
+        return {"preflight_check": preflight_check, "swarm_plan": swarm_plan, "swarm_removal": swarm_removal}

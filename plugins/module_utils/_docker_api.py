@@ -1,0 +1,92 @@
+# Copyright (c) 2025, ShopStream platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Minimal Docker Engine API client over a unix socket, standard library only.
+
+Meant for bare hosts where neither the Docker SDK nor requests is installed.
+"""
+
+import http.client
+import json
+import socket
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+
+class DockerAPIError(Exception):
+    """The Engine could not be reached or answered with an error.
+
+    ``status`` is the HTTP status code, or None when no response was received.
+    """
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.status = status
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTPConnection whose transport is an AF_UNIX stream socket."""
+
+    def __init__(self, socket_path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class DockerClient:
+    def __init__(self, docker_host=DEFAULT_DOCKER_HOST, timeout=5):
+        if not docker_host.startswith("unix://"):
+            raise DockerAPIError(f"Unsupported docker_host {docker_host!r}: only unix:// is supported")
+        self.socket_path = docker_host[len("unix://") :]
+        self.timeout = timeout
+
+    def request(self, method, path, body=None):
+        """Send a request; return ``(status, parsed body)``.
+
+        ``body`` is JSON-encoded when given. A JSON response is decoded, any other
+        response is returned as text (None when empty). Raises DockerAPIError when
+        the socket cannot be used or the status is 400 or higher.
+        """
+        headers = {}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        conn = UnixHTTPConnection(self.socket_path, self.timeout)
+        try:
+            conn.request(method, path, body=data, headers=headers)
+            response = conn.getresponse()
+            raw = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise DockerAPIError(f"Cannot talk to the Docker daemon at unix://{self.socket_path}: {reason}") from exc
+        finally:
+            conn.close()
+
+        content_type = response.getheader("Content-Type", "")
+        try:
+            if content_type.startswith("application/json"):
+                parsed = json.loads(raw.decode("utf-8")) if raw else None
+            else:
+                parsed = raw.decode("utf-8", "replace") or None
+        except ValueError as exc:
+            raise DockerAPIError(f"Invalid JSON from {method} {path}: {exc}", response.status) from exc
+
+        if response.status >= 400:
+            message = parsed.get("message") if isinstance(parsed, dict) else parsed
+            raise DockerAPIError(
+                f"{method} {path} failed with HTTP {response.status}: {message or response.reason}", response.status
+            )
+        return response.status, parsed
+
+    def get_json(self, path):
+        return self.request("GET", path)[1]

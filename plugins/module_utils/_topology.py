@@ -1,0 +1,267 @@
+# Copyright: ShopStream platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Cluster-wide decisions taken on the controller: preflight checks and the swarm plan.
+
+Pure functions over plain data, so that every rule is unit-tested without a cluster.
+A *record* describes one reachable host of the play::
+
+    {"host": "manager1", "role": "manager" | "worker", "advertise_addr": "10.0.0.1",
+     "addresses": [...], "os": {"distribution": "Debian", "version": "12"},
+     "probe": <return of shopstream.swarm.swarm_host_info>}
+"""
+
+from __future__ import annotations
+
+MAX_MANAGERS = 7
+SWARM_PORTS_OWNER = "dockerd"
+
+# Platform settings that depend on a kernel feature: setting -> (value that needs it,
+# feature, what needs it, the value that works without it).
+KERNEL_SETTINGS = (
+    ("shopstream_endpoint_mode", "vip", "dnsrr", "ipvs", "IPVS", "VIP endpoint mode"),
+    ("shopstream_publish_mode", "ingress", "host", "ipvs", "IPVS", "the ingress routing mesh"),
+    (
+        "shopstream_overlay_encrypted",
+        True,
+        False,
+        "overlay_encryption",
+        "ESP/xfrm",
+        "encrypted overlay networks (they carry no traffic between nodes without it)",
+    ),
+)
+
+
+def _swarm(record):
+    return ((record.get("probe") or {}).get("docker") or {}).get("swarm") or {}
+
+
+def _features(record):
+    return ((record.get("probe") or {}).get("kernel") or {}).get("features") or {}
+
+
+def plan_swarm(records, unknown_managers=()):
+    """Decide which host initialises the swarm, which hosts join, and which are foreign.
+
+    Returns a dict: ``cluster_id`` (of the inventory's swarm, or None), ``manager`` (a
+    reachable manager of that swarm, to read tokens from and to configure nodes), ``init``
+    (the host to initialise a new swarm on, or None), ``hosts`` (host -> init | member | join
+    | foreign), ``errors`` (host -> [message]).
+    """
+    managers = [r for r in records if r["role"] == "manager"]
+    errors = {}
+    hosts = {}
+
+    ours = None
+    for rec in managers:
+        sw = _swarm(rec)
+        if sw.get("state") == "active" and sw.get("is_manager") and sw.get("cluster_id"):
+            ours = rec
+            break
+    cluster_id = _swarm(ours).get("cluster_id") if ours else None
+    known_nodes = set()
+    for rec in managers:
+        sw = _swarm(rec)
+        if sw.get("cluster_id") and sw.get("cluster_id") == cluster_id:
+            known_nodes.update(n["id"] for n in (rec.get("probe") or {}).get("docker", {}).get("nodes") or [])
+
+    for rec in records:
+        name, sw = rec["host"], _swarm(rec)
+        state = sw.get("state")
+        if state in ("locked", "error", "pending"):
+            errors.setdefault(name, []).append(
+                f"{name}: its swarm state is '{state}'. Fix: "
+                + (
+                    "unlock it with 'docker swarm unlock' (the key is in the vault) and run again."
+                    if state == "locked"
+                    else "inspect 'docker info' on it; if it cannot reach its managers, run "
+                    "'docker swarm leave --force' on it and run again."
+                )
+            )
+            hosts[name] = "foreign"
+        elif state != "active":
+            hosts[name] = "join"
+        elif (sw.get("cluster_id") and sw.get("cluster_id") == cluster_id) or sw.get("node_id") in known_nodes:
+            hosts[name] = "member"
+        else:
+            hosts[name] = "foreign"
+            theirs = sw.get("cluster_id") or "managed at " + ", ".join(sw.get("remote_managers") or ["?"])
+            expected = cluster_id or "none yet: the inventory's managers are in no swarm"
+            errors.setdefault(name, []).append(
+                f"{name}: already belongs to another swarm ({theirs}), not the inventory's "
+                f"({expected}). Fix: if that swarm is disposable run 'docker swarm leave --force' "
+                f"on {name}, otherwise remove {name} from this inventory."
+            )
+
+    init = None
+    if ours is None and managers:
+        if unknown_managers:
+            msg = (
+                "No reachable manager is in a swarm, and manager(s) "
+                + ", ".join(sorted(unknown_managers))
+                + " could not be read: refusing to initialise a new swarm that may split an existing "
+                "one. Fix: bring them back, or remove them from group swarm_managers."
+            )
+            errors.setdefault("_inventory", []).append(msg)
+        else:
+            init = managers[0]["host"]
+            hosts[init] = "init"
+    return {
+        "cluster_id": cluster_id,
+        "manager": ours["host"] if ours else init,
+        "init": init,
+        "hosts": hosts,
+        "errors": errors,
+    }
+
+
+def _resolve(value, needed_value, fallback, feature, records):
+    """Resolve 'auto' against what every host's kernel offers."""
+    if value != "auto":
+        return value
+    has_it = all(_features(r).get(feature, {}).get("available") is not False for r in records)
+    return needed_value if has_it else fallback
+
+
+def check_cluster(records, settings, unknown_managers=(), supported_os=None, allow_even=False):
+    """Every preflight rule. Returns ``errors`` (host or "_inventory" -> [message]),
+    ``warnings``, ``resolved`` platform settings, and the swarm ``plan``."""
+    errors = {}
+    warnings = []
+
+    def err(key, msg):
+        errors.setdefault(key, []).append(msg)
+
+    managers = [r["host"] for r in records if r["role"] == "manager"] + list(unknown_managers)
+    count = len(managers)
+    if count == 0:
+        err(
+            "_inventory",
+            "No manager: group 'swarm_managers' is empty. Fix: put 1, 3, 5 or 7 hosts in swarm_managers.",
+        )
+    elif count % 2 == 0 and not allow_even:
+        err(
+            "_inventory",
+            f"{count} managers in group 'swarm_managers' ({', '.join(managers)}): an even number adds "
+            "no fault tolerance to Raft. Fix: use an odd number (1, 3, 5 or 7), or set "
+            "preflight_allow_even_managers: true.",
+        )
+    if count > MAX_MANAGERS:
+        err(
+            "_inventory",
+            f"{count} managers in group 'swarm_managers': more than {MAX_MANAGERS} slows Raft down "
+            "without adding useful fault tolerance. Fix: move the extra hosts to swarm_workers.",
+        )
+
+    seen = {}
+    for rec in records:
+        addr, name = rec.get("advertise_addr"), rec["host"]
+        if not addr:
+            err(name, f"{name}: no advertise address. Fix: set swarm_advertise_addr for {name}.")
+            continue
+        if addr in seen:
+            err(
+                name,
+                f"{name}: advertise address {addr} is also the one of {seen[addr]}. Fix: set "
+                f"swarm_advertise_addr on each host to an address of its own.",
+            )
+        else:
+            seen[addr] = name
+        own = (rec.get("probe") or {}).get("addresses") or []
+        if own and addr not in own:
+            err(
+                name,
+                f"{name}: advertise address {addr} (swarm_advertise_addr) is not an address of this "
+                f"host ({', '.join(own)}). Fix: set swarm_advertise_addr to one of them.",
+            )
+
+    if supported_os is not None:
+        for rec in records:
+            osi = rec.get("os") or {}
+            dist, ver = osi.get("distribution"), str(osi.get("version"))
+            allowed = [str(v) for v in supported_os.get(dist, [])]
+            if ver not in allowed and str(osi.get("major")) not in allowed:
+                listing = "; ".join(f"{d} {', '.join(map(str, v))}" for d, v in supported_os.items())
+                err(
+                    rec["host"],
+                    f"{rec['host']}: {dist} {ver} is not supported (supported: {listing}). Fix: use "
+                    "a supported OS, or extend preflight_supported_os at your own risk.",
+                )
+
+    resolved = {}
+    for setting, needed, fallback, feature, label, purpose in KERNEL_SETTINGS:
+        value = settings.get(setting, needed)
+        resolved[setting] = _resolve(value, needed, fallback, feature, records)
+        for rec in records:
+            feat = _features(rec).get(feature) or {}
+            if feat.get("available") is None:
+                warnings.append(f"{rec['host']}: could not read the kernel configuration; {label} assumed present.")
+            elif resolved[setting] == needed and not feat["available"]:
+                missing = ", ".join(feat.get("missing") or []) or label
+                err(
+                    rec["host"],
+                    f"{rec['host']}: the kernel lacks {label} ({missing}), which {setting}: "
+                    f"{str(needed).lower()} needs for {purpose}. Fix: set {setting}: "
+                    f"{str(fallback).lower()} (or auto), or give the host a kernel with {label}.",
+                )
+    for rec in records:
+        vx = _features(rec).get("vxlan") or {}
+        if vx.get("available") is False:
+            err(
+                rec["host"],
+                f"{rec['host']}: the kernel lacks VXLAN (CONFIG_VXLAN): overlay networks cannot work and "
+                "no setting avoids it. Fix: give the host a kernel with VXLAN (module vxlan).",
+            )
+
+    for rec in records:
+        in_swarm = _swarm(rec).get("state") == "active"
+        for port in (rec.get("probe") or {}).get("ports") or []:
+            if not port.get("in_use"):
+                continue
+            holders = [h for h in port.get("holders") or [] if h.get("name") != SWARM_PORTS_OWNER]
+            if holders:
+                who = ", ".join(f"{h.get('name')} (pid {h.get('pid')})" for h in holders)
+            elif port.get("kernel_owned") and not in_swarm:
+                who = "the kernel (another overlay or VXLAN user)"
+            else:
+                continue
+            err(
+                rec["host"],
+                f"{rec['host']}: port {port['port']}/{port['proto']} is held by {who}; Swarm needs it. "
+                "Fix: stop that program or move it to another port.",
+            )
+
+    plan = plan_swarm(records, unknown_managers)
+    for key, msgs in plan["errors"].items():
+        errors.setdefault(key, []).extend(msgs)
+    return {"errors": errors, "warnings": warnings, "resolved": resolved, "plan": plan}
+
+
+def plan_removal(nodes, target):
+    """Decide whether a node can leave the swarm without breaking it.
+
+    ``nodes`` is the node list of a manager (as returned by swarm_host_info), ``target`` the
+    node's ID, hostname or address. Returns ``node`` (the matched node, or None when it is
+    already gone), ``demote`` (whether it is a manager) and ``error`` (a refusal, or None).
+    """
+    node = next((n for n in nodes if target in (n.get("id"), n.get("hostname"), n.get("addr"))), None)
+    result = {"node": node, "demote": False, "error": None}
+    if node is None or node.get("role") != "manager":
+        return result
+    managers = [n for n in nodes if n.get("role") == "manager"]
+    remaining = [n for n in managers if n is not node]
+    reachable = [n for n in remaining if n.get("reachability") == "reachable"]
+    quorum = len(remaining) // 2 + 1
+    result["demote"] = True
+    if not remaining:
+        result["error"] = (
+            f"{node['hostname']} is the last manager: removing it would destroy the swarm. Fix: promote or "
+            "join another manager first (put it in swarm_managers and run scale.yml)."
+        )
+    elif len(reachable) < quorum:
+        down = ", ".join(n["hostname"] for n in remaining if n not in reachable)
+        result["error"] = (
+            f"Removing manager {node['hostname']} would break quorum: {len(reachable)} of the {len(remaining)} "
+            f"remaining managers are reachable and {quorum} are needed ({down} unreachable). Fix: bring "
+            f"{down} back first."
+        )
+    return result

@@ -1,0 +1,179 @@
+#!/usr/bin/python
+# Copyright: ShopStream platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: swarm_join
+short_description: Join this host to a Docker Swarm without letting it take work yet
+version_added: 0.1.0
+author: ShopStream platform team
+description:
+  - Joins the host to an existing swarm as a manager or a worker (the join token decides),
+    with its availability set in the join request itself, C(drain) by default, so that the
+    scheduler places nothing on it before its labels are set
+    (L(moby#25220,https://github.com/moby/moby/issues/25220)).
+    C(community.docker.docker_swarm) cannot do this, it joins nodes active.
+  - A manager join waits until the new manager is reachable in Raft, so that managers can be
+    joined one at a time safely.
+  - A host already in a swarm is left alone and reported unchanged. Whether that swarm is the
+    right one is for M(shopstream.swarm.swarm_host_info) and the preflight role to decide.
+  - Talks to the Engine API over its unix socket with the Python standard library only.
+options:
+  remote_addrs:
+    description: Addresses (C(host:port)) of managers of the swarm.
+    type: list
+    elements: str
+    required: true
+  join_token:
+    description:
+      - The worker or manager join token, read fresh from a manager. Never logged.
+      - Not needed in check mode.
+    type: str
+    no_log: true
+  advertise_addr:
+    description: Address advertised to the other nodes.
+    type: str
+    required: true
+  listen_addr:
+    description: Address (and port) the node listens on for cluster management.
+    type: str
+    default: 0.0.0.0:2377
+  data_path_addr:
+    description: Address for data traffic (overlay networks); defaults to the advertise address.
+    type: str
+  availability:
+    description: Availability the node joins with.
+    type: str
+    choices: [active, pause, drain]
+    default: drain
+  timeout:
+    description: Seconds to wait for the join and, for a manager, for it to become reachable.
+    type: int
+    default: 120
+  docker_host:
+    description: The Docker daemon's socket.
+    type: str
+    default: unix:///var/run/docker.sock
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+notes:
+  - Set labels and availability afterwards with C(community.docker.docker_node) from a manager.
+seealso:
+  - module: shopstream.swarm.swarm_host_info
+  - module: community.docker.docker_node
+"""
+
+EXAMPLES = r"""
+- name: Join a worker, drained until it is labelled
+  shopstream.swarm.swarm_join:
+    remote_addrs: ["10.0.0.11:2377"]
+    join_token: "{{ tokens.swarm_facts.JoinTokens.Worker }}"
+    advertise_addr: "{{ ansible_facts.default_ipv4.address }}"
+
+- name: Run again on a node already joined - reports no change
+  shopstream.swarm.swarm_join:
+    remote_addrs: ["10.0.0.11:2377"]
+    join_token: "{{ tokens.swarm_facts.JoinTokens.Worker }}"
+    advertise_addr: "{{ ansible_facts.default_ipv4.address }}"
+"""
+
+RETURN = r"""
+node_id:
+  description: The node's swarm ID; empty in check mode when the node would join.
+  returned: always
+  type: str
+  sample: 2lx4ky3ai2qwfwfb7o3j7ns2b
+is_manager:
+  description: Whether the node is a manager.
+  returned: always
+  type: bool
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import DockerAPIError, DockerClient
+
+
+class SwarmJoiner:
+    def __init__(self, module):
+        self.module = module
+        self.params = module.params
+        self.client = DockerClient(self.params["docker_host"], timeout=self.params["timeout"])
+
+    def swarm(self):
+        return self.client.get_json("/info").get("Swarm") or {}
+
+    def join(self):
+        before = self.swarm()
+        if before.get("LocalNodeState") == "active":
+            return False, before
+        if self.module.check_mode:
+            return True, {}
+        if not self.params["join_token"]:
+            self.module.fail_json(msg="join_token is required to join the swarm outside check mode.")
+        self.client.request(
+            "POST",
+            "/swarm/join",
+            {
+                "ListenAddr": self.params["listen_addr"],
+                "AdvertiseAddr": self.params["advertise_addr"],
+                "DataPathAddr": self.params["data_path_addr"] or self.params["advertise_addr"],
+                "RemoteAddrs": self.params["remote_addrs"],
+                "JoinToken": self.params["join_token"],
+                "Availability": self.params["availability"],
+            },
+        )
+        after = self.swarm()
+        if after.get("ControlAvailable"):
+            self.wait_reachable(after["NodeID"])
+        return True, after
+
+    def wait_reachable(self, node_id):
+        deadline = time.monotonic() + self.params["timeout"]
+        state = None
+        while time.monotonic() < deadline:
+            try:
+                node = self.client.get_json(f"/nodes/{node_id}")
+                state = (node.get("ManagerStatus") or {}).get("Reachability")
+                if state == "reachable":
+                    return
+            except DockerAPIError as exc:
+                state = str(exc)
+            time.sleep(1)
+        self.module.fail_json(
+            msg=f"Joined as manager, but the node did not become reachable in Raft within {self.params['timeout']}s "
+            f"(last state: {state}). Check that port 2377/tcp is open between the managers."
+        )
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            remote_addrs=dict(type="list", elements="str", required=True),
+            join_token=dict(type="str", no_log=True),
+            advertise_addr=dict(type="str", required=True),
+            listen_addr=dict(type="str", default="0.0.0.0:2377"),
+            data_path_addr=dict(type="str"),
+            availability=dict(type="str", choices=["active", "pause", "drain"], default="drain"),
+            timeout=dict(type="int", default=120),
+            docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        changed, swarm = SwarmJoiner(module).join()
+    except DockerAPIError as exc:
+        module.fail_json(msg=f"Joining the swarm at {', '.join(module.params['remote_addrs'])} failed: {exc}")
+    module.exit_json(changed=changed, node_id=swarm.get("NodeID", ""), is_manager=bool(swarm.get("ControlAvailable")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Run the collection's playbooks against this host and read what they did."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+class Run:
+    def __init__(self, proc, seconds):
+        self.rc = proc.returncode
+        self.out = proc.stdout + proc.stderr
+        self.seconds = seconds
+        self.recap = {
+            m[1]: {"ok": int(m[2]), "changed": int(m[3]), "failed": int(m[5])} for m in RECAP.finditer(self.out)
+        }
+
+    def changed(self):
+        return sum(h["changed"] for h in self.recap.values())
+
+
+def playbook(*args, env=None):
+    """Run ansible-playbook from the repo root with the repo's ansible.cfg."""
+    cmd = [str(BIN / "ansible-playbook"), *map(str, args)]
+    full_env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", **(env or {}))
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=1800)
+    return Run(proc, time.monotonic() - start)
+
+
+def docker(*args):
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+
+
+def host_state():
+    """What a failed preflight must leave untouched on this host."""
+    daemon_json = Path("/etc/docker/daemon.json")
+    info = json.loads(docker("info", "--format", "{{json .Swarm}}").stdout or "{}")
+    return {
+        "daemon.json": daemon_json.read_text() if daemon_json.exists() else None,
+        "swarm": (info.get("LocalNodeState"), info.get("NodeID")),
+        "dockerd": Path("/var/run/docker.pid").read_text().strip() if Path("/var/run/docker.pid").exists() else None,
+    }

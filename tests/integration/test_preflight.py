@@ -1,0 +1,82 @@
+"""Bad inventories and hosts fail in preflight, with the expected message, and change nothing.
+
+Every case runs the whole site.yml against this host through local-connection inventory
+entries: a failure anywhere but in preflight would change the host, and the test checks it
+did not.
+"""
+
+import os
+import socket
+
+import pytest
+from runner import host_state, playbook
+
+from ansible_collections.shopstream.swarm.plugins.module_utils._host_probe import read_kernel
+
+CASES = {
+    "no manager": (
+        {"workers": ["w1"]},
+        "No manager: group 'swarm_managers' is empty. Fix: put 1, 3, 5 or 7 hosts in swarm_managers.",
+    ),
+    "two managers": (
+        {"managers": ["m1", "m2"]},
+        "2 managers in group 'swarm_managers' (m1, m2): an even number adds no fault tolerance to Raft.",
+    ),
+    "duplicate advertise addresses": (
+        {"managers": ["m1"], "workers": ["w1"]},
+        "w1: advertise address {addr} is also the one of m1. Fix: set swarm_advertise_addr on each host",
+    ),
+    "advertise address of another host": (
+        {"managers": ["m1"], "host_vars": {"m1": {"swarm_advertise_addr": "198.51.100.77"}}},
+        "m1: advertise address 198.51.100.77 (swarm_advertise_addr) is not an address of this host",
+    ),
+    "unsupported OS": (
+        {"managers": ["m1"], "group_vars": {"preflight_supported_os": {"Plan9": ["4"]}}},
+        "is not supported (supported: Plan9 4). Fix: use a supported OS",
+    ),
+    "invalid setting": (
+        {"managers": ["m1"], "group_vars": {"shopstream_overlay_encrypted": "sometimes"}},
+        "shopstream_overlay_encrypted is 'sometimes'. Fix: set it to true, false or auto.",
+    ),
+}
+
+
+def default_ipv4():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.1", 9))  # no packet is sent: this only asks the routing table
+        return s.getsockname()[0]
+
+
+def assert_failed_in_preflight(run, expected, before):
+    assert run.rc != 0, run.out
+    assert expected in run.out, run.out
+    assert "PLAY [Engine" not in run.out, "a play after preflight started"
+    assert run.changed() == 0, run.recap
+    assert host_state() == before
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_inventory_fails_in_preflight(case, inventory):
+    spec, expected = CASES[case]
+    before = host_state()
+    run = playbook("site.yml", "-i", inventory(**spec))
+    assert_failed_in_preflight(run, expected.format(addr=default_ipv4()), before)
+
+
+KERNEL_CASES = [
+    ("ipvs", "shopstream_endpoint_mode", "vip", "Fix: set shopstream_endpoint_mode: dnsrr (or auto)"),
+    ("ipvs", "shopstream_publish_mode", "ingress", "Fix: set shopstream_publish_mode: host (or auto)"),
+    ("overlay_encryption", "shopstream_overlay_encrypted", True, "Fix: set shopstream_overlay_encrypted: false"),
+]
+
+
+@pytest.mark.parametrize(("feature", "setting", "value", "fix"), KERNEL_CASES)
+def test_missing_kernel_feature_with_its_setting_left_on(feature, setting, value, fix, inventory):
+    if (
+        read_kernel(["/proc/config.gz", "/boot/config-{release}"], os.uname().release)[1][feature]["available"]
+        is not False
+    ):
+        pytest.skip(f"this kernel has {feature}: the refusal can only be shown on a kernel without it")
+    before = host_state()
+    run = playbook("site.yml", "-i", inventory(managers=["m1"], group_vars={setting: value}))
+    assert_failed_in_preflight(run, fix, before)

@@ -1,0 +1,284 @@
+"""Preflight rules and the swarm plan, over plain host records."""
+
+import itertools
+
+import pytest
+
+from ansible_collections.shopstream.swarm.plugins.module_utils._topology import check_cluster, plan_removal, plan_swarm
+
+SUPPORTED = {"Debian": ["11", "12"], "Ubuntu": ["22.04", "24.04"]}
+_ADDRESSES = (f"10.0.{n // 250}.{n % 250 + 1}" for n in itertools.count())
+ALL_FEATURES = {name: {"available": True, "missing": []} for name in ("ipvs", "vxlan", "overlay_encryption")}
+DEFAULTS = {
+    "shopstream_endpoint_mode": "vip",
+    "shopstream_publish_mode": "ingress",
+    "shopstream_overlay_encrypted": True,
+}
+
+
+def record(host, role="manager", addr=None, swarm=None, nodes=None, features=None, ports=None, os_=("Debian", "12")):
+    addr = addr or next(_ADDRESSES)
+    return {
+        "host": host,
+        "role": role,
+        "advertise_addr": addr,
+        "os": {"distribution": os_[0], "version": os_[1], "major": os_[1].split(".")[0]},
+        "probe": {
+            "addresses": [addr, "127.0.0.1"],
+            "kernel": {"features": features or ALL_FEATURES},
+            "ports": ports or [],
+            "docker": {"reachable": True, "swarm": swarm or {"state": "inactive"}, "nodes": nodes or []},
+        },
+    }
+
+
+def manager_of(cluster, node_id):
+    return {"state": "active", "is_manager": True, "cluster_id": cluster, "node_id": node_id, "control_available": True}
+
+
+def worker_of(node_id, managers=("10.0.0.1:2377",)):
+    return {"state": "active", "is_manager": False, "cluster_id": None, "node_id": node_id, "remote_managers": managers}
+
+
+def check(records, settings=None, **kw):
+    return check_cluster(records, dict(DEFAULTS, **(settings or {})), supported_os=SUPPORTED, **kw)
+
+
+def messages(result):
+    return [m for msgs in result["errors"].values() for m in msgs]
+
+
+@pytest.mark.parametrize(
+    ("roles", "allow_even", "expected"),
+    [
+        (["worker"], False, "No manager: group 'swarm_managers' is empty"),
+        (["manager", "manager"], False, "2 managers in group 'swarm_managers' (h0, h1)"),
+        (["manager"] * 9, False, "more than 7 slows Raft down"),
+    ],
+)
+def test_manager_count_rules(roles, allow_even, expected):
+    recs = [record(f"h{i}", role=r) for i, r in enumerate(roles)]
+    result = check(recs, allow_even=allow_even)
+    assert any(expected in m for m in result["errors"]["_inventory"])
+
+
+@pytest.mark.parametrize("count", [1, 3, 5, 7])
+def test_odd_manager_counts_pass(count):
+    recs = [record(f"m{i}", addr=f"10.0.0.{i + 1}") for i in range(count)]
+    assert check(recs)["errors"] == {}
+
+
+def test_even_managers_allowed_explicitly():
+    recs = [record("m1", addr="10.0.0.1"), record("m2", addr="10.0.0.2")]
+    assert check(recs, allow_even=True)["errors"] == {}
+
+
+def test_unknown_managers_count_towards_quorum_rules():
+    result = check([record("m1", addr="10.0.0.1")], unknown_managers=["m2"])
+    assert "2 managers" in result["errors"]["_inventory"][0]
+
+
+def test_duplicate_advertise_address_names_both_hosts():
+    recs = [record("m1", addr="10.0.0.5"), record("w1", role="worker", addr="10.0.0.5")]
+    assert check(recs)["errors"]["w1"] == [
+        "w1: advertise address 10.0.0.5 is also the one of m1. Fix: set swarm_advertise_addr on each "
+        "host to an address of its own."
+    ]
+
+
+def test_advertise_address_must_belong_to_the_host():
+    rec = record("m1", addr="10.0.0.5")
+    rec["probe"]["addresses"] = ["10.0.0.6"]
+    assert "is not an address of this host (10.0.0.6)" in check([rec])["errors"]["m1"][0]
+
+
+@pytest.mark.parametrize(
+    ("os_", "ok"),
+    [(("Debian", "12"), True), (("Ubuntu", "22.04"), True), (("Debian", "10"), False), (("Arch", "rolling"), False)],
+)
+def test_supported_os(os_, ok):
+    result = check([record("m1", os_=os_)])
+    assert (result["errors"] == {}) is ok
+    if not ok:
+        assert f"m1: {os_[0]} {os_[1]} is not supported" in result["errors"]["m1"][0]
+
+
+NO_IPVS = dict(ALL_FEATURES, ipvs={"available": False, "missing": ["CONFIG_IP_VS"]})
+NO_ESP = dict(ALL_FEATURES, overlay_encryption={"available": False, "missing": ["CONFIG_INET_ESP"]})
+
+
+@pytest.mark.parametrize(
+    ("features", "settings", "fragment"),
+    [
+        (
+            NO_IPVS,
+            {},
+            "shopstream_endpoint_mode: vip needs for VIP endpoint mode. Fix: set shopstream_endpoint_mode: dnsrr",
+        ),
+        (NO_IPVS, {"shopstream_endpoint_mode": "dnsrr"}, "Fix: set shopstream_publish_mode: host"),
+        (NO_ESP, {}, "(CONFIG_INET_ESP), which shopstream_overlay_encrypted: true needs"),
+    ],
+)
+def test_missing_kernel_feature_names_the_setting(features, settings, fragment):
+    result = check([record("m1", features=features)], settings)
+    assert any(fragment in m for m in result["errors"]["m1"]), result["errors"]
+
+
+def test_auto_settings_resolve_to_what_every_kernel_can_carry():
+    recs = [record("m1", addr="10.0.0.1"), record("w1", role="worker", addr="10.0.0.2", features=NO_IPVS)]
+    auto = {k: "auto" for k in DEFAULTS}
+    result = check(recs, auto)
+    assert result["errors"] == {}
+    assert result["resolved"] == {
+        "shopstream_endpoint_mode": "dnsrr",
+        "shopstream_publish_mode": "host",
+        "shopstream_overlay_encrypted": True,
+    }
+
+
+def test_unreadable_kernel_config_warns_and_assumes_present():
+    unknown = {name: {"available": None} for name in ALL_FEATURES}
+    result = check([record("m1", features=unknown)])
+    assert result["errors"] == {}
+    assert any("could not read the kernel configuration" in w for w in result["warnings"])
+
+
+def test_missing_vxlan_has_no_setting_to_avoid_it():
+    feats = dict(ALL_FEATURES, vxlan={"available": False, "missing": ["CONFIG_VXLAN"]})
+    assert "no setting avoids it" in check([record("m1", features=feats)])["errors"]["m1"][0]
+
+
+@pytest.mark.parametrize(
+    ("port", "in_swarm", "problem"),
+    [
+        (
+            {"port": 2377, "proto": "tcp", "in_use": True, "holders": [{"pid": 7, "name": "nginx"}]},
+            False,
+            "nginx (pid 7)",
+        ),
+        ({"port": 2377, "proto": "tcp", "in_use": True, "holders": [{"pid": 9, "name": "dockerd"}]}, True, None),
+        ({"port": 4789, "proto": "udp", "in_use": True, "holders": [], "kernel_owned": True}, True, None),
+        ({"port": 4789, "proto": "udp", "in_use": True, "holders": [], "kernel_owned": True}, False, "the kernel"),
+        ({"port": 7946, "proto": "udp", "in_use": False, "holders": []}, False, None),
+    ],
+)
+def test_swarm_ports_held_by_something_else(port, in_swarm, problem):
+    swarm = manager_of("C1", "N1") if in_swarm else None
+    result = check([record("m1", swarm=swarm, ports=[port])])
+    errors = result["errors"].get("m1", [])
+    if problem:
+        assert f"port {port['port']}/{port['proto']} is held by {problem}" in errors[0]
+    else:
+        assert errors == []
+
+
+def test_plan_new_swarm_initialises_on_first_manager():
+    recs = [record("m1"), record("m2"), record("m3"), record("w1", role="worker")]
+    plan = plan_swarm(recs)
+    assert plan["init"] == "m1"
+    assert plan["manager"] == "m1"
+    assert plan["hosts"] == {"m1": "init", "m2": "join", "m3": "join", "w1": "join"}
+
+
+def test_plan_existing_swarm_works_through_any_manager_when_first_is_down():
+    # m1 is unreachable (not in the records); m2 leads, m3 and w1 are members, w2 is new.
+    nodes = [{"id": "N2"}, {"id": "N3"}, {"id": "W1"}, {"id": "N1"}]
+    recs = [
+        record("m2", swarm=manager_of("C1", "N2"), nodes=nodes),
+        record("m3", swarm=manager_of("C1", "N3"), nodes=nodes),
+        record("w1", role="worker", swarm=worker_of("W1")),
+        record("w2", role="worker"),
+    ]
+    plan = plan_swarm(recs, unknown_managers=["m1"])
+    assert plan["init"] is None
+    assert plan["manager"] == "m2"
+    assert plan["cluster_id"] == "C1"
+    assert plan["hosts"] == {"m2": "member", "m3": "member", "w1": "member", "w2": "join"}
+    assert plan["errors"] == {}
+
+
+def test_plan_refuses_to_initialise_while_a_manager_is_unknown():
+    plan = plan_swarm([record("m2"), record("m3")], unknown_managers=["m1"])
+    assert plan["init"] is None
+    assert "refusing to initialise a new swarm" in plan["errors"]["_inventory"][0]
+
+
+@pytest.mark.parametrize(
+    ("host_swarm", "expected"),
+    [
+        (manager_of("OTHER", "X1"), "already belongs to another swarm (OTHER), not the inventory's (C1)"),
+        (worker_of("X2", managers=("192.0.2.9:2377",)), "another swarm (managed at 192.0.2.9:2377)"),
+    ],
+)
+def test_plan_flags_a_host_of_another_swarm(host_swarm, expected):
+    recs = [
+        record("m1", swarm=manager_of("C1", "N1"), nodes=[{"id": "N1"}]),
+        record("x", role="worker", swarm=host_swarm),
+    ]
+    plan = plan_swarm(recs)
+    assert plan["hosts"]["x"] == "foreign"
+    assert expected in plan["errors"]["x"][0]
+    assert "docker swarm leave --force' on x" in plan["errors"]["x"][0]
+
+
+def test_plan_flags_a_swarm_member_when_the_inventory_has_no_swarm_yet():
+    recs = [record("m1"), record("w1", role="worker", swarm=manager_of("OTHER", "X"))]
+    assert "none yet" in plan_swarm(recs)["errors"]["w1"][0]
+
+
+@pytest.mark.parametrize("state", ["locked", "error", "pending"])
+def test_plan_stops_on_broken_swarm_states(state):
+    plan = plan_swarm([record("m1", swarm={"state": state})])
+    assert f"its swarm state is '{state}'" in plan["errors"]["m1"][0]
+
+
+def test_preflight_includes_plan_errors():
+    recs = [
+        record("m1", swarm=manager_of("C1", "N1"), nodes=[{"id": "N1"}]),
+        record("x", role="worker", swarm=manager_of("O", "Y")),
+    ]
+    assert "another swarm" in check(recs)["errors"]["x"][0]
+
+
+def node(name, role="worker", reachability=None):
+    return {"id": f"id-{name}", "hostname": name, "addr": f"addr-{name}", "role": role, "reachability": reachability}
+
+
+THREE_MANAGERS = [
+    node("m1", "manager", "reachable"),
+    node("m2", "manager", "reachable"),
+    node("m3", "manager", "reachable"),
+]
+
+
+@pytest.mark.parametrize("target", ["id-w1", "w1", "addr-w1"])
+def test_removal_of_a_worker_is_always_allowed(target):
+    result = plan_removal([*THREE_MANAGERS, node("w1")], target)
+    assert result == {"node": node("w1"), "demote": False, "error": None}
+
+
+def test_removal_of_a_node_already_gone_is_a_no_op():
+    assert plan_removal(THREE_MANAGERS, "w9") == {"node": None, "demote": False, "error": None}
+
+
+def test_removal_of_a_manager_with_quorum_kept_demotes_it():
+    result = plan_removal(THREE_MANAGERS, "m3")
+    assert result["demote"] is True
+    assert result["error"] is None
+
+
+def test_removal_refuses_to_break_quorum():
+    nodes = [
+        node("m1", "manager", "reachable"),
+        node("m2", "manager", "reachable"),
+        node("m3", "manager", "unreachable"),
+    ]
+    assert plan_removal(nodes, "m2")["error"] == (
+        "Removing manager m2 would break quorum: 1 of the 2 remaining managers are reachable and 2 are needed "
+        "(m3 unreachable). Fix: bring m3 back first."
+    )
+
+
+def test_removal_refuses_the_last_manager():
+    result = plan_removal([node("m1", "manager", "reachable"), node("w1")], "m1")
+    assert result["error"].startswith("m1 is the last manager")
