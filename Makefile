@@ -32,7 +32,7 @@ $(COLLECTION_LINK):
 lint: setup
 	ruff check .
 	ruff format --check .
-	ansible-lint
+	ansible-lint --offline
 
 unit: setup
 	pytest tests/unit

@@ -1,0 +1,185 @@
+"""The node lifecycle on the Molecule `cluster` scenario's five-node swarm.
+
+Molecule's side_effect step runs this module after converge, idempotence and verify; it needs
+the scenario's inventory (MOLECULE_INVENTORY_FILE) and its node containers. The tests run in
+order and each leaves the cluster as the next expects: a host of a foreign swarm is refused,
+scale.yml joins it once it has left, site.yml changes nothing while the first manager is down,
+a removal that would break quorum is refused, then a worker and a manager are removed and the
+swarm stays writable.
+"""
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+import yaml
+from runner import docker, playbook
+
+INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE")
+pytestmark = pytest.mark.skipif(
+    not INVENTORY, reason="needs the Molecule cluster: run `molecule test -s cluster` (its side_effect step runs this)"
+)
+MANAGERS = ["manager1", "manager2", "manager3"]
+EXISTING = [*MANAGERS, "worker1", "worker2"]
+
+
+def node_exec(node, *cmd, check=True):
+    proc = docker("exec", node, *cmd)
+    if check:
+        assert proc.returncode == 0, f"{node}: {' '.join(cmd)}: {proc.stderr}"
+    return proc.stdout
+
+
+def nodes(via="manager1"):
+    """The swarm's nodes as a manager sees them: hostname -> (status, availability, manager status, labels)."""
+    out = node_exec(via, "sh", "-c", "docker node inspect $(docker node ls -q)")
+    return {
+        n["Description"]["Hostname"]: (
+            n["Status"]["State"],
+            n["Spec"]["Availability"],
+            (n.get("ManagerStatus") or {}).get("Reachability", ""),
+            n["Spec"].get("Labels") or {},
+        )
+        for n in json.loads(out)
+    }
+
+
+def swarm_of(node):
+    return json.loads(node_exec(node, "docker", "info", "--format", "{{json .Swarm}}"))
+
+
+def wait_for(what, predicate, timeout=180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except (AssertionError, json.JSONDecodeError):
+            pass
+        time.sleep(3)
+    pytest.fail(f"timed out after {timeout}s waiting until {what}")
+
+
+@pytest.fixture(scope="module")
+def inventories(tmp_path_factory):
+    """The scenario's inventory plus node6 as a worker; and node6 alone, as a swarm of its own."""
+    tmp = tmp_path_factory.mktemp("inventories")
+    node6 = json.loads(
+        subprocess.run(
+            ["ansible-inventory", "-i", INVENTORY, "--host", "node6"], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    auto = {k: "auto" for k in ("shopstream_endpoint_mode", "shopstream_publish_mode", "shopstream_overlay_encrypted")}
+    scaled = tmp / "scaled.yml"
+    scaled.write_text(
+        yaml.safe_dump(
+            {
+                "swarm": {
+                    "children": {
+                        "swarm_workers": {"hosts": {"node6": {"swarm_node_labels": {"shopstream.tier": "app"}}}}
+                    }
+                }
+            }
+        )
+    )
+    foreign = tmp / "foreign.yml"
+    foreign.write_text(
+        yaml.safe_dump({"swarm": {"vars": auto, "children": {"swarm_managers": {"hosts": {"node6": node6}}}}})
+    )
+    return {"cluster": ["-i", INVENTORY, "-i", scaled], "foreign": ["-i", foreign]}
+
+
+def test_a_host_of_a_foreign_swarm_is_refused(inventories):
+    own = playbook("site.yml", *inventories["foreign"])
+    assert own.rc == 0, own.out
+    foreign_id = swarm_of("node6")["Cluster"]["ID"]
+    before = nodes()
+
+    run = playbook("playbooks/scale.yml", *inventories["cluster"])
+    assert run.rc != 0
+    assert f"node6: already belongs to another swarm ({foreign_id}), not the inventory's" in run.out, run.out
+    assert "PLAY [Engine" not in run.out
+    assert run.changed() == 0, run.recap
+    assert swarm_of("node6")["Cluster"]["ID"] == foreign_id
+    assert nodes() == before
+
+
+def test_scale_joins_the_new_host_and_touches_nothing_else(inventories):
+    node_exec("node6", "docker", "swarm", "leave", "--force")
+
+    def untouched():
+        return {
+            n: node_exec(n, "sh", "-c", "stat -c %Y /etc/docker/daemon.json; systemctl show -p MainPID docker")
+            for n in EXISTING
+        }
+
+    before_hosts, before_nodes = untouched(), nodes()
+    run = playbook("playbooks/scale.yml", *inventories["cluster"])
+    assert run.rc == 0, run.out
+    assert {h: run.recap[h]["changed"] for h in EXISTING} == dict.fromkeys(EXISTING, 0), run.recap
+    assert run.recap["node6"]["changed"] > 0
+
+    after = nodes()
+    assert after["node6"] == ("ready", "active", "", {"shopstream.tier": "app"})
+    assert {n: after[n] for n in EXISTING} == before_nodes
+    assert untouched() == before_hosts
+
+    again = playbook("playbooks/scale.yml", *inventories["cluster"])
+    assert again.rc == 0, again.out
+    assert again.changed() == 0, again.recap
+
+
+def test_site_changes_nothing_while_the_first_manager_is_down(inventories):
+    cluster_id = swarm_of("manager2")["Cluster"]["ID"]
+    docker("stop", "manager1")
+    try:
+        run = playbook("site.yml", *inventories["cluster"])
+        # Over SSH a down host is unreachable; over `docker exec` its container is not running,
+        # which Ansible reports as a failure. Either way the others go on, and change nothing.
+        assert run.recap["manager1"]["unreachable"] + run.recap["manager1"]["failed"] == 1, run.recap
+        assert "not reached: manager1" in run.out, run.out
+        assert run.changed() == 0, run.recap
+        assert all(run.recap[h]["failed"] == 0 for h in run.recap if h != "manager1"), run.out
+        assert "Swarm: existing, managed through manager2" in run.out
+        assert swarm_of("manager2")["Cluster"]["ID"] == cluster_id
+    finally:
+        docker("start", "manager1")
+    wait_for("manager1 is back in Raft", lambda: nodes("manager2")["manager1"][:3] == ("ready", "active", "reachable"))
+
+
+def test_a_removal_that_would_break_quorum_is_refused(inventories):
+    node_exec("manager3", "systemctl", "stop", "docker.socket", "docker.service")
+    try:
+        wait_for("manager3 is unreachable", lambda: nodes()["manager3"][2] == "unreachable")
+        run = playbook("playbooks/remove-node.yml", *inventories["cluster"], "-e", "remove_node=manager2")
+        assert run.rc != 0
+        assert "Removing manager manager2 would break quorum: 1 of the 2 remaining managers are reachable" in run.out
+        assert run.changed() == 0, run.recap
+        assert nodes()["manager2"][:3] == ("ready", "active", "reachable")
+    finally:
+        node_exec("manager3", "systemctl", "start", "docker.service")
+    wait_for("manager3 is back in Raft", lambda: nodes()["manager3"][:3] == ("ready", "active", "reachable"))
+
+
+def test_removing_a_worker(inventories):
+    run = playbook("playbooks/remove-node.yml", *inventories["cluster"], "-e", "remove_node=worker2")
+    assert run.rc == 0, run.out
+    assert "worker2" not in nodes()
+    assert swarm_of("worker2")["LocalNodeState"] == "inactive"
+
+    again = playbook("playbooks/remove-node.yml", *inventories["cluster"], "-e", "remove_node=worker2")
+    assert again.rc == 0, again.out
+    assert again.changed() == 0, again.recap
+    assert "worker2 is not in the swarm: nothing to remove." in again.out
+
+
+def test_removing_a_manager_keeps_quorum_and_the_swarm_writable(inventories):
+    run = playbook("playbooks/remove-node.yml", *inventories["cluster"], "-e", "remove_node=manager3")
+    assert run.rc == 0, run.out
+    left = nodes()
+    assert sorted(left) == ["manager1", "manager2", "node6", "worker1"]
+    assert [left[m][2] for m in ("manager1", "manager2")] == ["reachable", "reachable"]
+    node_exec("manager2", "docker", "network", "create", "--driver", "overlay", "shopstream-writable")
+    node_exec("manager1", "docker", "network", "rm", "shopstream-writable")
