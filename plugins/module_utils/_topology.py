@@ -80,6 +80,13 @@ def plan_swarm(records, unknown_managers=()):
             hosts[name] = "foreign"
         elif state != "active":
             hosts[name] = "join"
+        elif sw.get("control_available") and not sw.get("cluster_id"):
+            hosts[name] = "leaderless"
+            errors.setdefault(name, []).append(
+                f"{name}: it is a manager but sees no Raft leader, so the swarm has lost quorum. Fix: bring "
+                "enough managers back; if they are gone for good, run 'docker swarm init --force-new-cluster' "
+                f"on {name} and run again."
+            )
         elif (sw.get("cluster_id") and sw.get("cluster_id") == cluster_id) or sw.get("node_id") in known_nodes:
             hosts[name] = "member"
         else:
@@ -93,7 +100,7 @@ def plan_swarm(records, unknown_managers=()):
             )
 
     init = None
-    if ours is None and managers:
+    if ours is None and managers and "leaderless" not in hosts.values():
         if unknown_managers:
             msg = (
                 "No reachable manager is in a swarm, and manager(s) "

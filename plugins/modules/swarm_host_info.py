@@ -67,6 +67,14 @@ options:
     type: list
     elements: str
     default: ['/proc/config.gz', '/boot/config-{release}']
+  leader_timeout:
+    description:
+      - Seconds to wait for a Raft leader when this host is a manager that sees none, as
+        happens for a few seconds after the leader goes down. Without a leader a manager
+        reports no cluster ID and no node list.
+      - When none is elected in time, C(docker.error) says so.
+    type: int
+    default: 60
 notes:
   - An option built as a module (C(=m)) counts as present when the module is loaded or
     its file exists under C(/lib/modules/{release}), or when that directory does not
@@ -266,6 +274,7 @@ addresses:
 """
 
 import os
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -291,7 +300,12 @@ SWARM_PORTS = [
 ]
 
 
-def probe_docker(client):
+def probe_docker(client, leader_timeout=0, sleep=time.sleep):
+    """Read the daemon and its swarm state.
+
+    A manager has no cluster details while Raft elects a leader (after the leader went
+    down, for instance): wait up to leader_timeout seconds for one before reporting.
+    """
     result = {
         "socket": client.socket_path,
         "reachable": False,
@@ -304,6 +318,14 @@ def probe_docker(client):
         result["server_version"] = client.get_json("/version").get("Version")
         result["reachable"] = True
         swarm = result["swarm"] = summarise_swarm(client.get_json("/info"))
+        waited = 0
+        while swarm["state"] == "active" and swarm["control_available"] and not swarm["cluster_id"]:
+            if waited >= leader_timeout:
+                result["error"] = f"this manager sees no Raft leader after {waited} s"
+                return result
+            sleep(1)
+            waited += 1
+            swarm = result["swarm"] = summarise_swarm(client.get_json("/info"))
         if swarm["state"] == "active" and swarm["control_available"]:
             result["nodes"] = summarise_nodes(client.get_json("/nodes"))
     except DockerAPIError as exc:
@@ -329,6 +351,7 @@ def main():
                 elements="str",
                 default=["/proc/config.gz", "/boot/config-{release}"],
             ),
+            leader_timeout=dict(type="int", default=60),
         ),
         supports_check_mode=True,
     )
@@ -359,7 +382,7 @@ def main():
         changed=False,
         kernel={"release": release, "config_source": config_source, "features": features},
         ports=ports,
-        docker=probe_docker(client),
+        docker=probe_docker(client, module.params["leader_timeout"]),
         init_system=read_init_system(),
         addresses=read_addresses(),
     )

@@ -3,13 +3,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 import gzip
-import json
 import os
-import shutil
-import socketserver
-import tempfile
-import threading
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -641,41 +635,6 @@ def test_summarise_nodes():
 # --- Docker API over a real unix socket -----------------------------------------
 
 
-class _FakeEngine(BaseHTTPRequestHandler):
-    """Answers from server.routes {(method, path): (status, JSON payload)}."""
-
-    def _answer(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.server.requests.append((self.command, self.path, body))
-        status, payload = self.server.routes.get((self.command, self.path), (404, {"message": "page not found"}))
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_POST = _answer
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def engine():
-    # Not tmp_path: a unix socket path must stay under ~108 characters.
-    directory = tempfile.mkdtemp(prefix="engine-")
-    server = socketserver.UnixStreamServer(os.path.join(directory, "docker.sock"), _FakeEngine)
-    server.routes = {}
-    server.requests = []
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    shutil.rmtree(directory)
-
-
 def test_client_get_json_and_post(engine):
     engine.routes[("GET", "/version")] = (200, {"Version": "24.0.7"})
     engine.routes[("POST", "/swarm/init")] = (200, "8gz6bn1ebvlrx3a0x3jdelgpm")
@@ -733,3 +692,31 @@ def test_probe_docker_unreachable(tmp_path):
     assert "No such file or directory" in result["error"]
     assert result["swarm"] == NO_SWARM
     assert result["nodes"] == []
+
+
+LEADERLESS = {"Swarm": {**INFO_MANAGER["Swarm"], "Cluster": None}}
+
+
+def test_probe_docker_waits_for_a_raft_leader(engine):
+    answers = iter([LEADERLESS, LEADERLESS, INFO_MANAGER])
+    engine.routes[("GET", "/version")] = (200, {"Version": "24.0.7"})
+    engine.routes[("GET", "/info")] = lambda: (200, next(answers))
+    engine.routes[("GET", "/nodes")] = (200, NODES)
+    slept = []
+    result = probe_docker(DockerClient("unix://" + engine.server_address), leader_timeout=60, sleep=slept.append)
+    assert slept == [1, 1]
+    assert result["swarm"]["cluster_id"] == "8gz6bn1ebvlrx3a0x3jdelgpm"
+    assert len(result["nodes"]) == 3
+    assert result["error"] is None
+
+
+def test_probe_docker_reports_a_manager_that_never_sees_a_leader(engine):
+    engine.routes[("GET", "/version")] = (200, {"Version": "24.0.7"})
+    engine.routes[("GET", "/info")] = (200, LEADERLESS)
+    slept = []
+    result = probe_docker(DockerClient("unix://" + engine.server_address), leader_timeout=3, sleep=slept.append)
+    assert slept == [1, 1, 1]
+    assert result["error"] == "this manager sees no Raft leader after 3 s"
+    assert result["swarm"]["cluster_id"] is None
+    assert result["nodes"] == []
+    assert ("GET", "/nodes", b"") not in engine.requests

@@ -282,3 +282,11 @@ def test_removal_refuses_to_break_quorum():
 def test_removal_refuses_the_last_manager():
     result = plan_removal([node("m1", "manager", "reachable"), node("w1")], "m1")
     assert result["error"].startswith("m1 is the last manager")
+
+
+def test_plan_names_a_manager_without_a_leader_instead_of_initialising():
+    leaderless = {"state": "active", "is_manager": True, "control_available": True, "cluster_id": None}
+    plan = plan_swarm([record("m2", swarm=leaderless), record("m3", swarm=leaderless)], unknown_managers=["m1"])
+    assert plan["init"] is None
+    assert "_inventory" not in plan["errors"]
+    assert plan["errors"]["m2"][0].startswith("m2: it is a manager but sees no Raft leader")

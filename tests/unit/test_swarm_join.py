@@ -1,0 +1,103 @@
+"""swarm_join: joins drained, waits for a new manager, leaves a member alone, honours check mode."""
+
+import json
+
+import pytest
+
+from ansible_collections.shopstream.swarm.plugins.modules.swarm_join import SwarmJoiner
+
+INACTIVE = {"Swarm": {"LocalNodeState": "inactive", "NodeID": ""}}
+WORKER = {"Swarm": {"LocalNodeState": "active", "NodeID": "W1", "ControlAvailable": False}}
+MANAGER = {"Swarm": {"LocalNodeState": "active", "NodeID": "M2", "ControlAvailable": True}}
+
+
+class Failed(Exception):
+    pass
+
+
+class FakeModule:
+    """The AnsibleModule boundary: parameters, check mode, and fail_json."""
+
+    def __init__(self, socket, check_mode=False, **params):
+        self.check_mode = check_mode
+        self.params = {
+            "docker_host": "unix://" + socket,
+            "timeout": 3,
+            "remote_addrs": ["192.0.2.11:2377"],
+            "join_token": "SWMTKN-1-secret",
+            "advertise_addr": "192.0.2.12",
+            "listen_addr": "0.0.0.0:2377",
+            "data_path_addr": None,
+            "availability": "drain",
+            **params,
+        }
+
+    def fail_json(self, msg):
+        raise Failed(msg)
+
+
+def posts(engine):
+    return [json.loads(body) for method, path, body in engine.requests if (method, path) == ("POST", "/swarm/join")]
+
+
+@pytest.fixture
+def join(engine):
+    """Join against an engine whose /info says inactive until the join request arrives, then `after`."""
+
+    def run(after, check_mode=False, **params):
+        engine.routes[("GET", "/info")] = lambda: (200, after if posts(engine) else INACTIVE)
+        engine.routes[("POST", "/swarm/join")] = (200, None)
+        return SwarmJoiner(FakeModule(engine.server_address, check_mode, **params)).join()
+
+    return run
+
+
+def test_a_worker_joins_drained_with_every_address(join, engine):
+    changed, swarm = join(WORKER)
+    assert changed is True
+    assert swarm["NodeID"] == "W1"
+    assert posts(engine) == [
+        {
+            "ListenAddr": "0.0.0.0:2377",
+            "AdvertiseAddr": "192.0.2.12",
+            "DataPathAddr": "192.0.2.12",
+            "RemoteAddrs": ["192.0.2.11:2377"],
+            "JoinToken": "SWMTKN-1-secret",
+            "Availability": "drain",
+        }
+    ]
+
+
+def test_a_member_is_left_alone(engine):
+    engine.routes[("GET", "/info")] = (200, WORKER)
+    changed, swarm = SwarmJoiner(FakeModule(engine.server_address)).join()
+    assert (changed, swarm["NodeID"]) == (False, "W1")
+    assert posts(engine) == []
+
+
+def test_check_mode_reports_the_join_and_sends_nothing(engine):
+    engine.routes[("GET", "/info")] = (200, INACTIVE)
+    changed, _ = SwarmJoiner(FakeModule(engine.server_address, check_mode=True, join_token=None)).join()
+    assert changed is True
+    assert posts(engine) == []
+
+
+def test_no_token_outside_check_mode_fails_before_joining(engine):
+    engine.routes[("GET", "/info")] = (200, INACTIVE)
+    with pytest.raises(Failed, match="join_token is required"):
+        SwarmJoiner(FakeModule(engine.server_address, join_token=None)).join()
+    assert posts(engine) == []
+
+
+def test_a_manager_join_waits_until_it_is_reachable(join, engine):
+    answers = iter([{"ManagerStatus": {"Reachability": "unknown"}}, {"ManagerStatus": {"Reachability": "reachable"}}])
+    engine.routes[("GET", "/nodes/M2")] = lambda: (200, next(answers))
+    changed, swarm = join(MANAGER)
+    assert changed is True
+    assert [p for m, p, _ in engine.requests if p == "/nodes/M2"] == ["/nodes/M2", "/nodes/M2"]
+
+
+def test_a_manager_that_never_becomes_reachable_fails_clearly(join, engine):
+    engine.routes[("GET", "/nodes/M2")] = lambda: (200, {"ManagerStatus": {"Reachability": "unreachable"}})
+    with pytest.raises(Failed, match=r"did not become reachable in Raft within 1s \(last state: unreachable\)"):
+        join(MANAGER, timeout=1)
