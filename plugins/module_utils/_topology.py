@@ -31,8 +31,12 @@ KERNEL_SETTINGS = (
 )
 
 
+def _docker(record):
+    return (record.get("probe") or {}).get("docker") or {}
+
+
 def _swarm(record):
-    return ((record.get("probe") or {}).get("docker") or {}).get("swarm") or {}
+    return _docker(record).get("swarm") or {}
 
 
 def _features(record):
@@ -45,7 +49,7 @@ def plan_swarm(records, unknown_managers=()):
     Returns a dict: ``cluster_id`` (of the inventory's swarm, or None), ``manager`` (a
     reachable manager of that swarm, to read tokens from and to configure nodes), ``init``
     (the host to initialise a new swarm on, or None), ``hosts`` (host -> init | member | join
-    | foreign), ``errors`` (host -> [message]).
+    | foreign | leaderless | unknown), ``errors`` (host -> [message]).
     """
     managers = [r for r in records if r["role"] == "manager"]
     errors = {}
@@ -62,7 +66,7 @@ def plan_swarm(records, unknown_managers=()):
     for rec in managers:
         sw = _swarm(rec)
         if sw.get("cluster_id") and sw.get("cluster_id") == cluster_id:
-            known_nodes.update(n["id"] for n in (rec.get("probe") or {}).get("docker", {}).get("nodes") or [])
+            known_nodes.update(n["id"] for n in _docker(rec).get("nodes") or [])
 
     for rec in records:
         name, sw = rec["host"], _swarm(rec)
@@ -78,6 +82,12 @@ def plan_swarm(records, unknown_managers=()):
                 )
             )
             hosts[name] = "foreign"
+        elif state is None and _docker(rec).get("reachable") and _docker(rec).get("error"):
+            hosts[name] = "unknown"
+            errors.setdefault(name, []).append(
+                f"{name}: its swarm state could not be read ({_docker(rec)['error']}). Fix: check 'docker info' "
+                f"on {name} and run again."
+            )
         elif state != "active":
             hosts[name] = "join"
         elif sw.get("control_available") and not sw.get("cluster_id"):
@@ -100,7 +110,7 @@ def plan_swarm(records, unknown_managers=()):
             )
 
     init = None
-    if ours is None and managers and "leaderless" not in hosts.values():
+    if ours is None and managers and not {"leaderless", "unknown"} & set(hosts.values()):
         if unknown_managers:
             msg = (
                 "No reachable manager is in a swarm, and manager(s) "

@@ -303,8 +303,9 @@ SWARM_PORTS = [
 def probe_docker(client, leader_timeout=0, sleep=time.sleep):
     """Read the daemon and its swarm state.
 
-    A manager has no cluster details while Raft elects a leader (after the leader went
-    down, for instance): wait up to leader_timeout seconds for one before reporting.
+    While Raft elects a leader (for a few seconds after the leader went down), a manager
+    answers /info slowly or without cluster details: retry for up to leader_timeout seconds
+    before reporting what it said.
     """
     result = {
         "socket": client.socket_path,
@@ -316,20 +317,28 @@ def probe_docker(client, leader_timeout=0, sleep=time.sleep):
     }
     try:
         result["server_version"] = client.get_json("/version").get("Version")
-        result["reachable"] = True
-        swarm = result["swarm"] = summarise_swarm(client.get_json("/info"))
-        waited = 0
-        while swarm["state"] == "active" and swarm["control_available"] and not swarm["cluster_id"]:
-            if waited >= leader_timeout:
-                result["error"] = f"this manager sees no Raft leader after {waited} s"
-                return result
-            sleep(1)
-            waited += 1
-            swarm = result["swarm"] = summarise_swarm(client.get_json("/info"))
-        if swarm["state"] == "active" and swarm["control_available"]:
-            result["nodes"] = summarise_nodes(client.get_json("/nodes"))
     except DockerAPIError as exc:
         result["error"] = str(exc)
+        return result
+    result["reachable"] = True
+    waited = 0
+    while True:
+        try:
+            swarm, error = summarise_swarm(client.get_json("/info")), None
+        except DockerAPIError as exc:
+            swarm, error = summarise_swarm({}), str(exc)
+        leaderless = swarm["state"] == "active" and swarm["control_available"] and not swarm["cluster_id"]
+        if not (error or leaderless) or waited >= leader_timeout:
+            break
+        sleep(1)
+        waited += 1
+    result["swarm"] = swarm
+    result["error"] = error or (f"this manager sees no Raft leader after {waited} s" if leaderless else None)
+    if swarm["state"] == "active" and swarm["control_available"] and not leaderless:
+        try:
+            result["nodes"] = summarise_nodes(client.get_json("/nodes"))
+        except DockerAPIError as exc:
+            result["error"] = str(exc)
     return result
 
 

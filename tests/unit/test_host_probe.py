@@ -720,3 +720,15 @@ def test_probe_docker_reports_a_manager_that_never_sees_a_leader(engine):
     assert result["swarm"]["cluster_id"] is None
     assert result["nodes"] == []
     assert ("GET", "/nodes", b"") not in engine.requests
+
+
+def test_probe_docker_retries_an_info_that_fails_during_an_election(engine):
+    answers = iter([(500, {"message": "context deadline exceeded"}), (200, INFO_MANAGER)])
+    engine.routes[("GET", "/version")] = (200, {"Version": "24.0.7"})
+    engine.routes[("GET", "/info")] = lambda: next(answers)
+    engine.routes[("GET", "/nodes")] = (200, NODES)
+    slept = []
+    result = probe_docker(DockerClient("unix://" + engine.server_address), leader_timeout=60, sleep=slept.append)
+    assert slept == [1]
+    assert result["error"] is None
+    assert result["swarm"]["cluster_id"] == "8gz6bn1ebvlrx3a0x3jdelgpm"

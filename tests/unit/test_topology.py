@@ -290,3 +290,14 @@ def test_plan_names_a_manager_without_a_leader_instead_of_initialising():
     assert plan["init"] is None
     assert "_inventory" not in plan["errors"]
     assert plan["errors"]["m2"][0].startswith("m2: it is a manager but sees no Raft leader")
+
+
+def test_plan_refuses_to_guess_when_a_swarm_state_cannot_be_read():
+    unreadable = record("m2")
+    unreadable["probe"]["docker"] = {"reachable": True, "error": "timed out", "swarm": {"state": None}, "nodes": []}
+    plan = plan_swarm([record("m1"), unreadable, record("m3")])
+    assert plan["init"] is None
+    assert plan["hosts"]["m2"] == "unknown"
+    assert plan["errors"]["m2"] == [
+        "m2: its swarm state could not be read (timed out). Fix: check 'docker info' on m2 and run again."
+    ]
