@@ -177,11 +177,58 @@ def test_a_removal_that_would_break_quorum_is_refused(inventories):
     wait_for("manager3 is back in Raft", lambda: nodes()["manager3"][:3] == ("ready", "active", "reachable"))
 
 
-def test_removing_a_worker(inventories):
+def probe_tasks():
+    """Node of each running task of the probe service."""
+    out = node_exec(
+        "manager1",
+        "docker",
+        "service",
+        "ps",
+        "probe",
+        "--filter",
+        "desired-state=running",
+        "--format",
+        "{{.Node}} {{.CurrentState}}",
+    )
+    return sorted(line.split()[0] for line in out.splitlines() if line.split()[1:2] == ["Running"])
+
+
+def test_removing_a_worker_moves_its_tasks_elsewhere_first(inventories):
+    # No registry: the probe image is the nodes' own `sleep` and what it links, imported.
+    for node in ("worker1", "worker2", "node6"):
+        node_exec(
+            node,
+            "sh",
+            "-c",
+            "tar -C / -chf - usr/bin/sleep lib/x86_64-linux-gnu/libc.so.6 "
+            "lib64/ld-linux-x86-64.so.2 | docker import - shopstream/probe:1",
+        )
+    node_exec(
+        "manager1",
+        "docker",
+        "service",
+        "create",
+        "--detach",
+        "--no-resolve-image",
+        "--name",
+        "probe",
+        "--replicas",
+        "3",
+        "--constraint",
+        "node.role==worker",
+        "shopstream/probe:1",
+        "/usr/bin/sleep",
+        "infinity",
+    )
+    wait_for("the probe service runs on every worker", lambda: probe_tasks() == ["node6", "worker1", "worker2"])
+
     run = playbook("playbooks/remove-node.yml", *inventories["cluster"], "-e", "remove_node=worker2")
     assert run.rc == 0, run.out
     assert "worker2" not in nodes()
     assert swarm_of("worker2")["LocalNodeState"] == "inactive"
+    # remove-node waited until worker2's task ran elsewhere before it let the node go.
+    assert len(probe_tasks()) == 3
+    assert "worker2" not in probe_tasks()
 
     again = playbook("playbooks/remove-node.yml", *inventories["cluster"], "-e", "remove_node=worker2")
     assert again.rc == 0, again.out
