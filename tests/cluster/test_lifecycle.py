@@ -55,7 +55,7 @@ def join_tokens(manager):
     return [node_exec(manager, "docker", "swarm", "join-token", "-q", role).strip() for role in ("worker", "manager")]
 
 
-def wait_for(what, predicate, timeout=180):
+def wait_for(what, predicate, timeout=180, explain=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -64,7 +64,7 @@ def wait_for(what, predicate, timeout=180):
         except (AssertionError, json.JSONDecodeError):
             pass
         time.sleep(3)
-    pytest.fail(f"timed out after {timeout}s waiting until {what}")
+    pytest.fail(f"timed out after {timeout}s waiting until {what}" + (f"\n{explain()}" if explain else ""))
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +194,9 @@ def probe_tasks():
 
 
 def test_removing_a_worker_moves_its_tasks_elsewhere_first(inventories):
+    # After the elections above, a new leader sees node states as unknown for a while, and the
+    # scheduler places tasks only on ready nodes: wait, so that the service spreads over all.
+    wait_for("every node is ready", lambda: {n[0] for n in nodes().values()} == {"ready"})
     # No registry: the probe image is the nodes' own `sleep` and what it links, imported.
     for node in ("worker1", "worker2", "node6"):
         node_exec(
@@ -220,7 +223,11 @@ def test_removing_a_worker_moves_its_tasks_elsewhere_first(inventories):
         "/usr/bin/sleep",
         "infinity",
     )
-    wait_for("the probe service runs on every worker", lambda: probe_tasks() == ["node6", "worker1", "worker2"])
+    wait_for(
+        "the probe service runs on every worker",
+        lambda: probe_tasks() == ["node6", "worker1", "worker2"],
+        explain=lambda: node_exec("manager1", "docker", "service", "ps", "probe", "--no-trunc", check=False),
+    )
 
     run = playbook("playbooks/remove-node.yml", *inventories["cluster"], "-e", "remove_node=worker2")
     assert run.rc == 0, run.out
