@@ -11,8 +11,13 @@ COLLECTION_LINK := .collections/ansible_collections/shopstream/swarm
 
 .PHONY: deploy test setup lint unit integration cluster clean
 
+# The local inventory's vault is made on first use (vault-init keeps existing values).
+VAULT_PASS := inventories/local/.vault-pass
+
 deploy: setup
-	ansible-playbook site.yml -i inventories/local $(BECOME)
+	if [ -f $(VAULT_PASS) ]; then pass="--vault-password-file $(VAULT_PASS)"; else pass=; fi; \
+	  ansible-playbook playbooks/vault-init.yml -i inventories/local $$pass
+	ansible-playbook site.yml -i inventories/local --vault-password-file $(VAULT_PASS) $(BECOME)
 
 test: setup lint unit integration cluster
 

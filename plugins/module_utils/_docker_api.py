@@ -9,6 +9,7 @@ Meant for bare hosts where neither the Docker SDK nor requests is installed.
 import http.client
 import json
 import socket
+from urllib.parse import quote
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
@@ -90,3 +91,8 @@ class DockerClient:
 
     def get_json(self, path):
         return self.request("GET", path)[1]
+
+
+def filters_param(**filters):
+    """The ``filters=`` query parameter of list endpoints, e.g. ``filters_param(label=["a=b"])``."""
+    return "filters=" + quote(json.dumps(filters, separators=(",", ":")), safe="")

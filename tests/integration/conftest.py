@@ -39,3 +39,58 @@ def inventory(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def module_run(tmp_path):
+    """Run one module task on this host through ansible-playbook; return its result."""
+    from runner import playbook
+
+    def run(module, args, check=False, verbosity=""):
+        book = tmp_path / "task.yml"
+        task = {"name": "module under test", module: args, "register": "result"}
+        book.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [task]}]))
+        flags = ["--check"] if check else []
+        run = playbook(
+            str(book),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            *flags,
+            *([verbosity] if verbosity else []),
+            env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"},
+        )
+        start = run.out.index("{")
+        report = json.JSONDecoder().raw_decode(run.out[start:])[0]
+        result = report["plays"][0]["tasks"][0]["hosts"]["localhost"]
+        return result
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def probe_image():
+    """A tiny image made from the host's static busybox (no registry here): sh, cat, sleep."""
+    import hashlib
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    busybox = shutil.which("busybox")
+    if not busybox:
+        pytest.fail("busybox is needed for the probe image: apt-get install busybox-static")
+    tag = "shopstream-test/busybox:" + hashlib.sha256(Path(busybox).read_bytes()).hexdigest()[:12]
+    if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode != 0:
+        with tempfile.TemporaryDirectory() as root:
+            Path(root, "bin").mkdir()
+            shutil.copy(busybox, Path(root, "bin", "busybox"))
+            for applet in ("sh", "cat", "sleep", "ls"):
+                Path(root, "bin", applet).symlink_to("busybox")
+            tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
+            subprocess.run(["docker", "import", "-", tag], stdin=tar.stdout, check=True, capture_output=True)
+            tar.wait()
+    return tag

@@ -9,18 +9,45 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
+from ansible.parsing.vault import VaultLib, VaultSecret
 from runner import docker, host_state, playbook
 
-SITE = ("site.yml", "-i", "inventories/local")
+LOCAL = Path(__file__).resolve().parents[2] / "inventories" / "local"
+SITE = ("site.yml", "-i", "inventories/local", "--vault-password-file", str(LOCAL / ".vault-pass"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_vault():
+    """As `make deploy` does: the local inventory's vault, made on first use; its values."""
+    has_pass = (LOCAL / ".vault-pass").exists()
+    run = playbook(
+        "playbooks/vault-init.yml",
+        "-i",
+        "inventories/local",
+        *(("--vault-password-file", str(LOCAL / ".vault-pass")) if has_pass else ()),
+    )
+    assert run.rc == 0, run.out
+    vault = VaultLib([("default", VaultSecret((LOCAL / ".vault-pass").read_text().strip().encode()))])
+    return yaml.safe_load(vault.decrypt((LOCAL / "group_vars/all/vault.yml").read_bytes()))
+
+
+NETWORKS = {
+    "traefik-public": ("overlay", "swarm", False),
+    "frontend": ("overlay", "swarm", False),
+    "backend": ("overlay", "swarm", True),
+    "data": ("overlay", "swarm", True),
+    "monitoring": ("overlay", "swarm", False),
+}
 
 
 def swarm_info():
     return json.loads(docker("info", "--format", "{{json .Swarm}}").stdout)
 
 
-def test_site_converges_then_changes_nothing(capsys):
-    first = playbook(*SITE)
-    assert first.rc == 0, first.out
+def test_site_converges_then_changes_nothing(capsys, local_vault):
+    first = playbook(*SITE, "-vvv")
+    assert first.rc == 0, first.out[-5000:]
     assert "Preflight passed on 1 host(s)" in first.out
 
     again = playbook(*SITE)
@@ -34,6 +61,21 @@ def test_site_converges_then_changes_nothing(capsys):
     assert swarm["ControlAvailable"] is True
     nodes = docker("node", "ls", "--format", "{{.Status}} {{.ManagerStatus}}").stdout.split("\n")
     assert [n for n in nodes if n] == ["Ready Leader"]
+
+    networks = {n: json.loads(docker("network", "inspect", n).stdout)[0] for n in NETWORKS}
+    assert {n: (v["Driver"], v["Scope"], v["Internal"]) for n, v in networks.items()} == NETWORKS
+    assert len({v["IPAM"]["Config"][0]["Subnet"] for v in networks.values()}) == 5
+
+    # Leak check: no vault value in the -vvv output, nor in any secret's, config's or service's inspect.
+    secret_names = docker("secret", "ls", "--format", "{{.Name}}").stdout.split()
+    assert len([n for n in secret_names if n.startswith("shopstream_")]) >= 11
+    inspected = "".join(
+        docker(kind, "inspect", *docker(kind, "ls", "-q").stdout.split()).stdout
+        for kind in ("secret", "config", "service")
+    )
+    for name, value in local_vault.items():
+        assert value not in first.out, f"{name} leaked into the -vvv output"
+        assert value not in inspected, f"{name} leaked into docker inspect"
 
     daemon = json.loads(Path("/etc/docker/daemon.json").read_text())
     assert daemon["log-driver"] == "json-file"

@@ -1,0 +1,402 @@
+# Copyright (c) 2025, ShopStream platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Content-addressed, versioned Docker secrets and configs, and the services that use them.
+
+Docker secrets and configs are immutable. A *logical* object (``shopstream_mariadb_password``)
+is kept as a series of *versions*, each a real Docker object named ``<logical>_<suffix>`` where
+the suffix is a short keyed hash (HMAC-SHA256) of the content, so the same content always gives
+the same name, and no plain hash of a secret is ever visible. Versions carry the label
+``LOGICAL_LABEL=<logical>``, which is how they are found again.
+
+The pure functions here decide names, order, pruning and service rewiring; ``ObjectStore`` and
+``Rewirer`` apply those decisions through ``_docker_api.DockerClient``.
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import time
+from datetime import datetime, timezone
+
+from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import filters_param
+
+LOGICAL_LABEL = "com.shopstream.object"
+CREATED_LABEL = "com.shopstream.created"
+SUFFIX_LENGTH = 12
+NAME_MAX = 64  # Docker refuses longer secret and config names.
+LOGICAL_MAX = NAME_MAX - SUFFIX_LENGTH - 1
+NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9_.-]*[a-zA-Z0-9])?$")
+
+
+class ObjectError(Exception):
+    """A request that cannot be carried out; the message names the object and the fix."""
+
+
+class Kind:
+    """What differs between secrets and configs in the Engine API."""
+
+    def __init__(self, name, max_size, ref_key, id_key, name_key):
+        self.name = name  # secret | config
+        self.path = f"/{name}s"
+        self.max_size = max_size
+        self.ref_key = ref_key  # ContainerSpec key listing the references
+        self.id_key = id_key
+        self.name_key = name_key
+
+
+# Limits of swarmkit's API validation (api/validation: MaxSecretSize, MaxConfigSize).
+SECRET = Kind("secret", 500 * 1024, "Secrets", "SecretID", "SecretName")
+CONFIG = Kind("config", 1000 * 1024, "Configs", "ConfigID", "ConfigName")
+KINDS = {"secret": SECRET, "config": CONFIG}
+
+
+def check_logical_name(logical):
+    if not NAME_PATTERN.match(logical or ""):
+        raise ObjectError(
+            f"Name {logical!r} is not a valid Docker object name: use letters, digits, '_', '.' and '-', "
+            "starting and ending with a letter or digit."
+        )
+    if len(logical) > LOGICAL_MAX:
+        raise ObjectError(
+            f"Name {logical!r} is {len(logical)} characters long; at most {LOGICAL_MAX} fit, because a version "
+            f"adds '_' and a {SUFFIX_LENGTH}-character suffix within Docker's {NAME_MAX}-character limit."
+        )
+
+
+def content_suffix(data, hash_key=None):
+    """The version suffix of ``data`` (bytes): HMAC-SHA256 with ``hash_key``, or SHA-256 without one."""
+    if hash_key:
+        digest = hmac.new(hash_key.encode("utf-8"), data, hashlib.sha256).hexdigest()
+    else:
+        digest = hashlib.sha256(data).hexdigest()
+    return digest[:SUFFIX_LENGTH]
+
+
+def versioned_name(logical, data, hash_key=None):
+    check_logical_name(logical)
+    return f"{logical}_{content_suffix(data, hash_key)}"
+
+
+def check_size(kind, logical, data):
+    if len(data) > kind.max_size:
+        raise ObjectError(
+            f"The {kind.name} {logical!r} is {len(data)} bytes; Docker accepts at most {kind.max_size // 1024} KB "
+            f"for a {kind.name}. Keep large files in a volume or an image instead."
+        )
+
+
+def _created(obj):
+    return obj.get("CreatedAt") or ""
+
+
+def sort_versions(objects):
+    """Newest first: by creation time, then by ID so that the order is total."""
+    return sorted(objects, key=lambda o: (_created(o), o.get("ID", "")), reverse=True)
+
+
+def group_versions(objects):
+    """``{logical: [objects newest first]}`` for objects carrying LOGICAL_LABEL."""
+    groups = {}
+    for obj in objects:
+        logical = ((obj.get("Spec") or {}).get("Labels") or {}).get(LOGICAL_LABEL)
+        if logical:
+            groups.setdefault(logical, []).append(obj)
+    return {logical: sort_versions(objs) for logical, objs in groups.items()}
+
+
+def references(services, kind):
+    """``{object ID: sorted service names}`` for every service spec that mounts the object."""
+    refs = {}
+    for service in services:
+        spec = service.get("Spec") or {}
+        container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+        for ref in container.get(kind.ref_key) or []:
+            refs.setdefault(ref.get(kind.id_key), set()).add(spec.get("Name", service.get("ID")))
+    return {obj_id: sorted(names) for obj_id, names in refs.items()}
+
+
+def prune_plan(versions, current_id, keep, refs):
+    """Decide which versions go.
+
+    ``versions`` newest first. The current version and the ``keep - 1`` newest others stay;
+    of the rest, those a service references stay too and are reported. Returns
+    ``(remove, in_use)``: lists of version objects.
+    """
+    keep = max(int(keep), 1)
+    kept = [v for v in versions if v["ID"] == current_id]
+    others = [v for v in versions if v["ID"] != current_id]
+    beyond = others[max(keep - len(kept), 0) :]
+    remove = [v for v in beyond if not refs.get(v["ID"])]
+    in_use = [v for v in beyond if refs.get(v["ID"])]
+    return remove, in_use
+
+
+def rewire_spec(spec, kind, moves):
+    """Return a copy of ``spec`` with references moved, or None when nothing moves.
+
+    ``moves`` maps an old object ID to ``(new_id, new_name)``. Target file name, uid, gid
+    and mode (``File``) and runtime references stay as they are.
+    """
+    container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+    refs = container.get(kind.ref_key) or []
+    if not any(ref.get(kind.id_key) in moves for ref in refs):
+        return None
+    new = json.loads(json.dumps(spec))
+    new_refs = new["TaskTemplate"]["ContainerSpec"][kind.ref_key]
+    for ref in new_refs:
+        if ref.get(kind.id_key) in moves:
+            ref[kind.id_key], ref[kind.name_key] = moves[ref[kind.id_key]]
+    return new
+
+
+def describe(obj):
+    labels = (obj.get("Spec") or {}).get("Labels") or {}
+    return {
+        "id": obj["ID"],
+        "name": obj["Spec"]["Name"],
+        "created_at": obj.get("CreatedAt"),
+        "created": labels.get(CREATED_LABEL),
+    }
+
+
+def inventory(objects, services, kind):
+    """Per logical name: versions newest first, the current (newest) one, and who uses which."""
+    refs = references(services, kind)
+    result = {}
+    for logical, versions in group_versions(objects).items():
+        described = []
+        for version in versions:
+            entry = describe(version)
+            entry["services"] = refs.get(version["ID"], [])
+            described.append(entry)
+        result[logical] = {
+            "current": described[0]["name"],
+            "versions": described,
+            "stale_services": sorted({s for entry in described[1:] for s in entry["services"]}),
+        }
+    return result
+
+
+class ObjectStore:
+    """Reads and writes versions of one kind through the Engine API."""
+
+    def __init__(self, client, kind):
+        self.client = client
+        self.kind = kind
+
+    def versions(self, logical=None):
+        label = f"{LOGICAL_LABEL}={logical}" if logical else LOGICAL_LABEL
+        found = self.client.get_json(f"{self.kind.path}?{filters_param(label=[label])}") or []
+        return sort_versions(found)
+
+    def services(self):
+        return self.client.get_json("/services") or []
+
+    def create(self, name, logical, data, labels):
+        all_labels = dict(labels or {})
+        all_labels[LOGICAL_LABEL] = logical
+        all_labels[CREATED_LABEL] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {"Name": name, "Labels": all_labels, "Data": base64.b64encode(data).decode("ascii")}
+        _, created = self.client.request("POST", f"{self.kind.path}/create", body)
+        return created["ID"]
+
+    def remove(self, obj_id):
+        self.client.request("DELETE", f"{self.kind.path}/{obj_id}")
+
+
+def _task_error(tasks):
+    """The most recent task error or non-running state message, for failure reports."""
+    for task in sorted(tasks, key=lambda t: t.get("UpdatedAt", ""), reverse=True):
+        status = task.get("Status") or {}
+        if status.get("Err"):
+            return status["Err"]
+        if status.get("State") in ("failed", "rejected"):
+            return f"task {status.get('State')}: {status.get('Message', '')}"
+    return "no task error reported"
+
+
+class UpdateFailed(Exception):
+    pass
+
+
+class Rewirer:
+    """Moves services from older versions to the current ones, one update per service."""
+
+    def __init__(self, client, timeout=300, poll=1.0, progress=None):
+        self.client = client
+        self.timeout = timeout
+        self.poll = poll
+        self.progress = progress or (lambda message: None)
+
+    def plan(self, services, moves_by_kind):
+        """``[(service, new spec, {kind name: [(old name, new name)]})]`` for services that must move."""
+        planned = []
+        for service in services:
+            spec = service["Spec"]
+            moved = {}
+            for kind, moves in moves_by_kind.items():
+                new = rewire_spec(spec, kind, moves)
+                if new is not None:
+                    container = spec["TaskTemplate"]["ContainerSpec"]
+                    moved[kind.name] = [
+                        (ref[kind.name_key], moves[ref[kind.id_key]][1])
+                        for ref in container[kind.ref_key]
+                        if ref.get(kind.id_key) in moves
+                    ]
+                    spec = new
+            if moved:
+                planned.append((service, spec, moved))
+        return planned
+
+    def apply(self, service, spec):
+        previous = (service.get("UpdateStatus") or {}).get("StartedAt")
+        version = service["Version"]["Index"]
+        self.client.request("POST", f"/services/{service['ID']}/update?version={version}", spec)
+        self.wait(service["ID"], spec, previous)
+
+    def wait(self, service_id, spec, previous_started=None):
+        """Until the update that replaced ``previous_started`` completes; a rollback or pause fails."""
+        name = spec["Name"]
+        wanted = _refs(spec.get("TaskTemplate"))
+        deadline = time.monotonic() + self.timeout
+        last = None
+        while True:
+            service = self.client.get_json(f"/services/{service_id}")
+            status = service.get("UpdateStatus") or {}
+            state = status.get("State") if status.get("StartedAt") != previous_started else None
+            if state != last:
+                self.progress(f"{name}: update {state or 'started'}")
+                last = state
+            if state in ("paused", "rollback_started", "rollback_paused", "rollback_completed"):
+                raise UpdateFailed(
+                    f"The update of service {name} did not complete: {state} ({status.get('Message', '')}); "
+                    f"task error: {_task_error(self._tasks(service_id))}."
+                )
+            if _refs(service["Spec"].get("TaskTemplate")) != wanted:
+                raise UpdateFailed(
+                    f"Service {name} no longer has the new references (rolled back or changed by someone else); "
+                    f"task error: {_task_error(self._tasks(service_id))}."
+                )
+            if state == "completed" or (state is None and self._tasks_current(service, wanted)):
+                return
+            if time.monotonic() > deadline:
+                raise UpdateFailed(
+                    f"The update of service {name} did not complete within {self.timeout}s "
+                    f"(state {state or 'unknown'}); task error: {_task_error(self._tasks(service_id))}."
+                )
+            time.sleep(self.poll)
+
+    def _tasks(self, service_id):
+        return self.client.get_json(f"/tasks?{filters_param(service=[service_id])}") or []
+
+    def _tasks_current(self, service, wanted):
+        """Without a new UpdateStatus (e.g. no task to replace): every task meant to run, runs the new refs."""
+        replicas = ((service["Spec"].get("Mode") or {}).get("Replicated") or {}).get("Replicas")
+        tasks = [t for t in self._tasks(service["ID"]) if t.get("DesiredState") == "running"]
+        if replicas is not None and len(tasks) < replicas:
+            return False
+        return all((t.get("Status") or {}).get("State") == "running" and _refs(t.get("Spec")) == wanted for t in tasks)
+
+
+def _refs(task_template):
+    """The secret and config IDs a task template mounts, for comparing specs with tasks."""
+    container = (task_template or {}).get("ContainerSpec") or {}
+    return (
+        sorted(ref.get("SecretID", "") for ref in container.get("Secrets") or []),
+        sorted(ref.get("ConfigID", "") for ref in container.get("Configs") or []),
+    )
+
+
+PLACEHOLDER_ID = "(to be created)"
+
+
+def rewire_and_prune(client, targets, keep=3, prune=True, rewire=True, check_mode=False, timeout=300):
+    """Move services onto the target versions, one update per service, then prune unused versions.
+
+    ``targets`` is ``{Kind: {logical: versioned name}}``. In check mode nothing is written and
+    the result says what would happen. Returns a dict with ``rewired``, ``pruned``, ``in_use``
+    and ``events``; raises UpdateFailed or DockerAPIError.
+    """
+    events = []
+    rewirer = Rewirer(client, timeout=timeout, progress=events.append)
+    stores = {kind: ObjectStore(client, kind) for kind in targets}
+    versions = {kind: {logical: stores[kind].versions(logical) for logical in names} for kind, names in targets.items()}
+    current = {}
+    for kind, names in targets.items():
+        for logical, name in names.items():
+            match = [v for v in versions[kind][logical] if v["Spec"]["Name"] == name]
+            if not match and not check_mode:
+                raise ObjectError(f"The {kind.name} version {name} of {logical} does not exist; create it first.")
+            if not match:  # check mode: the version this run would create is the newest
+                versions[kind][logical].insert(0, {"ID": PLACEHOLDER_ID, "Spec": {"Name": name}})
+            current[(kind, logical)] = match[0]["ID"] if match else PLACEHOLDER_ID
+
+    services = ObjectStore(client, SECRET).services() if targets else []
+    rewired = []
+    if rewire:
+        moves = {
+            kind: {
+                v["ID"]: (current[(kind, logical)], names[logical])
+                for logical in names
+                for v in versions[kind][logical]
+                if v["ID"] != current[(kind, logical)]
+            }
+            for kind, names in targets.items()
+        }
+        for service, spec, moved in rewirer.plan(services, moves):
+            if not check_mode:
+                rewirer.apply(service, spec)
+            rewired.append({"service": spec["Name"], "moved": {k: [list(m) for m in v] for k, v in moved.items()}})
+            service["Spec"] = spec  # what the references will be, for the prune decision below
+        if rewired and not check_mode:
+            services = ObjectStore(client, SECRET).services()
+
+    pruned, in_use = [], []
+    if prune:
+        for kind, names in targets.items():
+            refs = references(services, kind)
+            for logical in names:
+                remove, busy = prune_plan(versions[kind][logical], current[(kind, logical)], keep, refs)
+                for version in remove:
+                    if not check_mode:
+                        stores[kind].remove(version["ID"])
+                    pruned.append({"kind": kind.name, "object": logical, "name": version["Spec"]["Name"]})
+                for version in busy:
+                    in_use.append(
+                        {
+                            "kind": kind.name,
+                            "object": logical,
+                            "name": version["Spec"]["Name"],
+                            "services": refs[version["ID"]],
+                        }
+                    )
+    return {"rewired": rewired, "pruned": pruned, "in_use": in_use, "events": events}
+
+
+def ensure_version(client, kind, logical, data, hash_key=None, labels=None, check_mode=False):
+    """Create the version of ``logical`` holding ``data`` unless it exists.
+
+    Returns ``(name, id, created, previous)``: ``previous`` is the newest version's name before
+    this call, when it is a different one.
+    """
+    check_size(kind, logical, data)
+    name = versioned_name(logical, data, hash_key)
+    store = ObjectStore(client, kind)
+    versions = store.versions(logical)
+    newest = versions[0]["Spec"]["Name"] if versions else None
+    previous = newest if newest != name else None
+    match = [v for v in versions if v["Spec"]["Name"] == name]
+    if match:
+        return name, match[0]["ID"], False, previous
+    taken = store.client.get_json(f"{kind.path}?{filters_param(name=[name])}") or []
+    if any(obj["Spec"]["Name"] == name for obj in taken):
+        raise ObjectError(
+            f"A {kind.name} named {name} exists without the label {LOGICAL_LABEL}={logical}; it was not made "
+            f"by this collection. Remove or rename it (docker {kind.name} rm {name})."
+        )
+    if check_mode:
+        return name, PLACEHOLDER_ID, True, previous
+    return name, store.create(name, logical, data, labels), True, previous

@@ -1,0 +1,154 @@
+#!/usr/bin/python
+# Copyright: ShopStream platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: swarm_rewire
+short_description: Move services onto the current versions of secrets and configs, then prune the old ones
+version_added: 0.2.0
+author: ShopStream platform team
+description:
+  - For every service that references an older version of one of the given logical secrets or
+    configs (versions made by M(shopstream.swarm.swarm_secret) and M(shopstream.swarm.swarm_config)),
+    moves the references to the given version with B(one service update per service), however many
+    of its objects changed, keeping each reference's target file name, uid, gid and mode.
+  - Waits until each update completes. A rollback, a paused update or a timeout fails the task and
+    names the service and the task error; services updated before it stay updated.
+  - Then removes versions beyond O(keep) that no service references any more.
+options:
+  secrets:
+    description: Logical secret name to the versioned name services must use.
+    type: dict
+    default: {}
+  configs:
+    description: Logical config name to the versioned name services must use.
+    type: dict
+    default: {}
+  keep:
+    description: Versions kept per object, the current one included; versions in use are always kept.
+    type: int
+    default: 3
+  prune:
+    description: Remove unused versions beyond O(keep) after rewiring.
+    type: bool
+    default: true
+  timeout:
+    description: Seconds to wait for each service update.
+    type: int
+    default: 300
+  docker_host:
+    description: The Docker daemon's socket on a swarm manager.
+    type: str
+    default: unix:///var/run/docker.sock
+attributes:
+  check_mode:
+    support: full
+    details: Reports the services that would be updated and the versions that would be pruned.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+notes:
+  - Docker lets a service's previous spec refer to a removed object; a later manual
+    C(docker service rollback) to a pruned version fails. Use O(keep) to keep versions for that.
+seealso:
+  - module: shopstream.swarm.swarm_secret
+  - module: shopstream.swarm.swarm_config
+  - module: shopstream.swarm.swarm_object_info
+"""
+
+EXAMPLES = r"""
+- name: Create the new versions without touching services
+  shopstream.swarm.swarm_secret:
+    name: "{{ item.key }}"
+    data: "{{ item.value }}"
+    hash_key: "{{ vault_shopstream_object_hash_key }}"
+    prune: false
+  loop: "{{ platform_secrets | dict2items }}"
+  loop_control:
+    label: "{{ item.key }}"
+  no_log: true
+  register: versions
+
+- name: One update per service, whatever number of its secrets changed; then prune
+  shopstream.swarm.swarm_rewire:
+    secrets: "{{ dict(versions.results | map(attribute='item.key') | zip(versions.results | map(attribute='name'))) }}"
+    keep: 1
+
+- name: Again - every service is already current, nothing changes
+  shopstream.swarm.swarm_rewire:
+    secrets: "{{ dict(versions.results | map(attribute='item.key') | zip(versions.results | map(attribute='name'))) }}"
+    keep: 1
+"""
+
+RETURN = r"""
+rewired:
+  description: One entry per service updated, with the names moved from and to, per kind.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - service: shop_gateway
+      moved: {secret: [[shopstream_jwt_key_5d0c8e1f2a3b, shopstream_jwt_key_77e0a9b1c2d3]]}
+pruned:
+  description: Versions removed, as C(kind), C(object) and C(name).
+  returned: always
+  type: list
+  elements: dict
+in_use:
+  description: Old versions kept because services still use them, with those C(services).
+  returned: always
+  type: list
+  elements: dict
+events:
+  description: Progress of each service update.
+  returned: always
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import DockerAPIError, DockerClient
+from ansible_collections.shopstream.swarm.plugins.module_utils._swarm_objects import (
+    CONFIG,
+    SECRET,
+    ObjectError,
+    UpdateFailed,
+    rewire_and_prune,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            secrets=dict(type="dict", default={}),
+            configs=dict(type="dict", default={}),
+            keep=dict(type="int", default=3),
+            prune=dict(type="bool", default=True),
+            timeout=dict(type="int", default=300),
+            docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    targets = {kind: names for kind, names in ((SECRET, p["secrets"]), (CONFIG, p["configs"])) if names}
+    try:
+        result = rewire_and_prune(
+            DockerClient(p["docker_host"], timeout=30),
+            targets,
+            keep=p["keep"],
+            prune=p["prune"],
+            check_mode=module.check_mode,
+            timeout=p["timeout"],
+        )
+    except (ObjectError, UpdateFailed) as exc:
+        module.fail_json(msg=str(exc))
+    except DockerAPIError as exc:
+        module.fail_json(msg=f"The Docker daemon refused a request while rewiring services: {exc}")
+    module.exit_json(changed=bool(result["rewired"] or result["pruned"]), **result)
+
+
+if __name__ == "__main__":
+    main()

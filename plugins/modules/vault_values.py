@@ -1,0 +1,88 @@
+#!/usr/bin/python
+# Copyright: ShopStream platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: vault_values
+short_description: Generate and rotate random secret values in an Ansible Vault file
+version_added: 0.2.0
+author: ShopStream platform team
+description:
+  - Runs on the controller (an action plugin). Decrypts O(path) with the password in
+    O(password_file), generates a random value for every key of O(values) that is missing or empty,
+    and for the keys named in O(rotate), and writes the file back encrypted; every other key is kept
+    as it was.
+  - Creates O(password_file) with mode 0600 when it does not exist, and refuses one that others can
+    read.
+  - Never returns or logs a value: the result names the keys only.
+options:
+  path:
+    description: The vault file, e.g. C(inventories/prod/group_vars/all/vault.yml).
+    type: path
+    required: true
+  password_file:
+    description: The vault password file; created (random, mode 0600) when missing.
+    type: path
+    required: true
+  values:
+    description:
+      - Key to the value's C(length) and C(alphabet) (V(alnum), V(upper) or V(hex)). Letters and digits
+        fit every consumer (MariaDB, URLs, shells, connection strings).
+    type: dict
+    required: true
+  rotate:
+    description: Keys to give new values; V(all) rotates every key of O(values).
+    type: list
+    elements: str
+    default: []
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  idempotent:
+    support: partial
+    details: Idempotent unless O(rotate) is given.
+  action:
+    support: full
+notes:
+  - The play itself still holds the old values after a rotation; load the file again with
+    C(ansible.builtin.include_vars) (with C(no_log)) to use the new ones.
+"""
+
+EXAMPLES = r"""
+- name: Create the vault with every platform secret (existing values are kept)
+  shopstream.swarm.vault_values:
+    path: inventories/prod/group_vars/all/vault.yml
+    password_file: inventories/prod/.vault-pass
+    values:
+      vault_shopstream_mariadb_password: {length: 32}
+      vault_shopstream_rabbitmq_erlang_cookie: {length: 32, alphabet: upper}
+
+- name: Rotate one secret
+  shopstream.swarm.vault_values:
+    path: inventories/prod/group_vars/all/vault.yml
+    password_file: inventories/prod/.vault-pass
+    values:
+      vault_shopstream_mariadb_password: {length: 32}
+    rotate: [vault_shopstream_mariadb_password]
+"""
+
+RETURN = r"""
+generated:
+  description: Keys that were missing or empty and got a value.
+  returned: success
+  type: list
+  elements: str
+rotated:
+  description: Keys that got a new value because O(rotate) named them.
+  returned: success
+  type: list
+  elements: str
+kept:
+  description: Keys left as they were.
+  returned: success
+  type: list
+  elements: str
+"""

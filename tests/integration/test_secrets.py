@@ -1,0 +1,313 @@
+"""Versioned secrets, configs and networks against this host's real engine in swarm mode.
+
+Pattern: check mode -> apply -> apply again (unchanged) -> check mode again (unchanged) ->
+new content (new version); a version in use survives pruning; a service is rewired and
+converges; bad input fails clearly and changes nothing. Objects are named itest_* and removed.
+"""
+
+import json
+import os
+import secrets
+import stat
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible.parsing.vault import VaultLib, VaultSecret
+from runner import docker, playbook
+
+KEY = secrets.token_hex(32)
+VALUE1 = "first-" + secrets.token_hex(16)
+VALUE2 = "second-" + secrets.token_hex(16)
+
+
+def objects(kind, logical):
+    out = docker(kind, "ls", "--filter", f"label=com.shopstream.object={logical}", "--format", "{{.Name}}").stdout
+    return sorted(out.split())
+
+
+def remove_all(prefix="itest_"):
+    for service in docker("service", "ls", "--format", "{{.Name}}").stdout.split():
+        if service.startswith(prefix):
+            docker("service", "rm", service)
+    for kind in ("secret", "config"):
+        for name in docker(kind, "ls", "--format", "{{.Name}}").stdout.split():
+            if name.startswith(prefix):
+                docker(kind, "rm", name)
+    for name in docker("network", "ls", "--format", "{{.Name}}").stdout.split():
+        if name.startswith(prefix):
+            docker("network", "rm", name)
+
+
+@pytest.fixture(autouse=True)
+def clean():
+    remove_all()
+    yield
+    remove_all()
+
+
+@pytest.mark.parametrize(
+    ("module", "kind"), [("shopstream.swarm.swarm_secret", "secret"), ("shopstream.swarm.swarm_config", "config")]
+)
+def test_check_apply_again_check_then_new_content(module_run, module, kind):
+    logical = f"itest_{kind}"
+    args = {"name": logical, "data": VALUE1, "hash_key": KEY}
+
+    planned = module_run(module, args, check=True)
+    assert planned["changed"] and planned["created"], planned
+    assert objects(kind, logical) == []
+
+    first = module_run(module, args)
+    assert first["changed"] and first["created"]
+    assert first["name"] == planned["name"]
+    assert objects(kind, logical) == [first["name"]]
+
+    again = module_run(module, args)
+    assert not again["changed"] and again["name"] == first["name"]
+    assert not module_run(module, args, check=True)["changed"]
+
+    second = module_run(module, dict(args, data=VALUE2))
+    assert second["changed"] and second["name"] != first["name"]
+    assert second["previous"] == first["name"]
+    assert objects(kind, logical) == sorted([first["name"], second["name"]])
+
+    # keep=1: the first version is unused, so it goes.
+    pruned = module_run(module, dict(args, data=VALUE2, keep=1))
+    assert pruned["changed"] and [p["name"] for p in pruned["pruned"]] == [first["name"]]
+    assert objects(kind, logical) == [second["name"]]
+
+
+def wait_running(service, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = docker("service", "ps", service, "--filter", "desired-state=running", "--format", "{{.CurrentState}}")
+        if states.stdout.startswith("Running"):
+            return
+        time.sleep(1)
+    pytest.fail(docker("service", "ps", service, "--no-trunc").stdout)
+
+
+def file_in_service(service, path):
+    container = docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}").stdout.split()[0]
+    return docker("exec", container, "cat", path).stdout
+
+
+def test_a_version_in_use_survives_pruning_and_the_service_is_rewired(module_run, probe_image):
+    logical = "itest_db_password"
+    first = module_run("shopstream.swarm.swarm_secret", {"name": logical, "data": VALUE1, "hash_key": KEY})
+    created = docker(
+        "service", "create", "-d", "--name", "itest_consumer", "--no-resolve-image",
+        "--secret", f"source={first['name']},target=db_password,uid=70,gid=71,mode=0440",
+        probe_image, "sleep", "100000",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    wait_running("itest_consumer")
+
+    # A new value with keep=1 and no rewiring: the old version is in use, so it stays and is reported.
+    second = module_run("shopstream.swarm.swarm_secret", {"name": logical, "data": VALUE2, "hash_key": KEY, "keep": 1})
+    assert second["created"] and second["pruned"] == []
+    assert second["in_use"] == [
+        {"kind": "secret", "object": logical, "name": first["name"], "services": ["itest_consumer"]}
+    ]
+    assert objects("secret", logical) == sorted([first["name"], second["name"]])
+
+    rewire = {"secrets": {logical: second["name"]}, "keep": 1}
+    planned = module_run("shopstream.swarm.swarm_rewire", rewire, check=True)
+    assert planned["changed"] and [r["service"] for r in planned["rewired"]] == ["itest_consumer"]
+    spec = json.loads(docker("service", "inspect", "itest_consumer").stdout)[0]["Spec"]
+    assert spec["TaskTemplate"]["ContainerSpec"]["Secrets"][0]["SecretName"] == first["name"]
+
+    done = module_run("shopstream.swarm.swarm_rewire", rewire)
+    assert done["changed"], done
+    assert done["rewired"] == [{"service": "itest_consumer", "moved": {"secret": [[first["name"], second["name"]]]}}]
+    assert [p["name"] for p in done["pruned"]] == [first["name"]]
+    ref = json.loads(docker("service", "inspect", "itest_consumer").stdout)[0]["Spec"]["TaskTemplate"]
+    ref = ref["ContainerSpec"]["Secrets"][0]
+    assert ref == {
+        "File": {"Name": "db_password", "UID": "70", "GID": "71", "Mode": 0o440},
+        "SecretID": second["id"],
+        "SecretName": second["name"],
+    }
+    assert json.loads(docker("service", "inspect", "itest_consumer").stdout)[0]["UpdateStatus"]["State"] == "completed"
+    wait_running("itest_consumer")
+    assert file_in_service("itest_consumer", "/run/secrets/db_password") == VALUE2
+    assert objects("secret", logical) == [second["name"]]
+
+    assert not module_run("shopstream.swarm.swarm_rewire", rewire)["changed"]
+
+    listed = module_run("shopstream.swarm.swarm_object_info", {"kinds": ["secret"], "names": [logical]})
+    assert listed["secrets"][logical]["current"] == second["name"]
+    assert listed["secrets"][logical]["versions"][0]["services"] == ["itest_consumer"]
+
+
+def test_a_failing_update_is_reported_with_the_service_and_task_error(module_run, probe_image):
+    logical = "itest_cfg"
+    first = module_run("shopstream.swarm.swarm_config", {"name": logical, "data": "a"})
+    # The new version is mounted over the binary the task runs: the update's task cannot start.
+    created = docker(
+        "service", "create", "-d", "--name", "itest_fragile", "--no-resolve-image",
+        "--update-failure-action", "rollback", "--update-monitor", "2s",
+        "--config", f"source={first['name']},target=/etc/app.conf",
+        probe_image, "sleep", "100000",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    wait_running("itest_fragile")
+    docker("service", "update", "-d", "--config-rm", first["name"], "--config-add",
+           f"source={first['name']},target=/bin/sleep", "itest_fragile")  # fmt: skip
+    time.sleep(1)
+    second = module_run("shopstream.swarm.swarm_config", {"name": logical, "data": "b", "rewire": True, "timeout": 90})
+    assert second.get("failed"), second
+    assert "itest_fragile" in second["msg"] and "task error" in second["msg"], second["msg"]
+
+
+def test_networks_check_apply_again_and_a_change_in_use_is_refused(module_run, probe_image):
+    args = {"name": "itest_net", "internal": True, "subnet": "10.199.0.0/24"}
+    assert module_run("shopstream.swarm.swarm_network", args, check=True)["changed"]
+    assert docker("network", "inspect", "itest_net").returncode != 0
+    assert module_run("shopstream.swarm.swarm_network", args)["changed"]
+    inspected = json.loads(docker("network", "inspect", "itest_net").stdout)[0]
+    assert inspected["Internal"] and "encrypted" in inspected["Options"] and inspected["Scope"] == "swarm"
+    assert not module_run("shopstream.swarm.swarm_network", args)["changed"]
+    assert not module_run("shopstream.swarm.swarm_network", args, check=True)["changed"]
+
+    docker("service", "create", "-d", "--name", "itest_netuser", "--no-resolve-image", "--network", "itest_net",
+           probe_image, "sleep", "100000")  # fmt: skip
+    refused = module_run("shopstream.swarm.swarm_network", dict(args, internal=False))
+    assert refused.get("failed")
+    assert "internal True -> False" in refused["msg"] and "itest_netuser" in refused["msg"]
+    assert json.loads(docker("network", "inspect", "itest_net").stdout)[0]["Id"] == inspected["Id"]
+
+
+# The secrets role and the vault playbooks, with an inventory of their own
+
+
+def secret_vars(**overrides):
+    values = {f"vault_shopstream_{name}": secrets.token_hex(16) for name in SECRET_NAMES}
+    values["vault_shopstream_object_hash_key"] = KEY
+    values.update(overrides)
+    return {k: v for k, v in values.items() if v is not None}
+
+
+SECRET_NAMES = [
+    "mariadb_root_password", "mariadb_password", "jwt_signing_key", "redis_password", "rabbitmq_password",
+    "rabbitmq_erlang_cookie", "minio_root_user", "minio_root_password", "grafana_admin_password",
+    "traefik_dashboard_password", "demo_password",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"vault_shopstream_redis_password": None},
+            "No value for vault_shopstream_redis_password: create missing values with `ansible-playbook "
+            "playbooks/vault-init.yml",
+        ),
+        ({"vault_shopstream_object_hash_key": ""}, "No value for vault_shopstream_object_hash_key"),
+        (
+            {"vault_shopstream_demo_password": "x" * (500 * 1024 + 1)},
+            "Over Docker's 500 KB limit for a secret: vault_shopstream_demo_password",
+        ),
+    ],
+)
+def test_bad_vault_values_fail_before_anything_changes(inventory, tmp_path, overrides, message):
+    group_vars = dict(secret_vars(**overrides), secrets_prefix="itest_")
+    (tmp_path / "vars.json").write_text(json.dumps(group_vars))
+    run = playbook("playbooks/secrets.yml", "-i", inventory(managers=["localhost"]), "-e", f"@{tmp_path / 'vars.json'}")
+    assert run.rc != 0
+    assert message in " ".join(run.out.split()), run.out
+    assert [n for n in docker("secret", "ls", "--format", "{{.Name}}").stdout.split() if n.startswith("itest_")] == []
+
+
+def decrypt(path, password_file):
+    vault = VaultLib([("default", VaultSecret(Path(password_file).read_text().strip().encode()))])
+    return yaml.safe_load(vault.decrypt(Path(path).read_bytes()))
+
+
+@pytest.fixture
+def vault_inventory(tmp_path):
+    """An inventory directory of its own, this host as its manager, for vault-init and rotation."""
+    inv = tmp_path / "inv"
+    (inv / "group_vars" / "all").mkdir(parents=True)
+    (inv / "hosts.yml").write_text(
+        yaml.safe_dump(
+            {
+                "swarm": {
+                    "vars": {"secrets_prefix": "itest_"},
+                    "children": {
+                        "swarm_managers": {
+                            "hosts": {
+                                "localhost": {
+                                    "ansible_connection": "local",
+                                    "ansible_python_interpreter": str(Path(os.sys.executable)),
+                                }
+                            }
+                        },
+                        "swarm_workers": {"hosts": {}},
+                    },
+                }
+            }
+        )
+    )
+    return inv
+
+
+def test_vault_init_then_rotation_rewires_and_prunes_and_leaks_nothing(vault_inventory, probe_image):
+    inv, vault_file, password_file = (
+        vault_inventory,
+        vault_inventory / "group_vars/all/vault.yml",
+        vault_inventory / ".vault-pass",
+    )
+    init = playbook("playbooks/vault-init.yml", "-i", inv / "hosts.yml")
+    assert init.rc == 0, init.out
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    assert vault_file.read_text().startswith("$ANSIBLE_VAULT;1.1;AES256")
+    values = decrypt(vault_file, password_file)
+    assert set(values) == {f"vault_shopstream_{n}" for n in SECRET_NAMES} | {"vault_shopstream_object_hash_key"}
+    assert all(len(v) >= 20 and v.isalnum() for v in values.values())
+
+    with_pass = ("-i", inv / "hosts.yml", "--vault-password-file", password_file)
+    again = playbook("playbooks/vault-init.yml", *with_pass)
+    assert again.rc == 0 and again.changed() == 0, again.out
+    assert decrypt(vault_file, password_file) == values
+
+    wrong = vault_inventory / "wrong-pass"
+    wrong.write_text("not the password\n")
+    wrong.chmod(0o600)
+    refused = playbook("playbooks/secrets.yml", "-i", inv / "hosts.yml", "--vault-password-file", wrong)
+    assert refused.rc != 0 and "Decryption failed" in refused.out, refused.out
+    assert objects("secret", "itest_mariadb_password") == []
+
+    deployed = playbook("playbooks/secrets.yml", *with_pass)
+    assert deployed.rc == 0, deployed.out
+    old = objects("secret", "itest_jwt_signing_key")
+    assert len(old) == 1
+    docker("service", "create", "-d", "--name", "itest_auth", "--no-resolve-image",
+           "--secret", f"source={old[0]},target=jwt_signing_key", probe_image, "sleep", "100000")  # fmt: skip
+    wait_running("itest_auth")
+
+    rotated = playbook("playbooks/rotate-secrets.yml", *with_pass, "-e", "rotate=jwt_signing_key", "-vvv")
+    assert rotated.rc == 0, rotated.out[-3000:]
+    new_values = decrypt(vault_file, password_file)
+    assert new_values["vault_shopstream_jwt_signing_key"] != values["vault_shopstream_jwt_signing_key"]
+    assert {k: v for k, v in new_values.items() if k != "vault_shopstream_jwt_signing_key"} == {
+        k: v for k, v in values.items() if k != "vault_shopstream_jwt_signing_key"
+    }
+    new = objects("secret", "itest_jwt_signing_key")
+    assert len(new) == 1 and new != old
+    report = " ".join(rotated.out.split())
+    assert f"jwt_signing_key: new {new[0]}, was {old[0]}; rewired: itest_auth; pruned: {old[0]}" in report
+    wait_running("itest_auth")
+    assert (
+        file_in_service("itest_auth", "/run/secrets/jwt_signing_key") == new_values["vault_shopstream_jwt_signing_key"]
+    )
+
+    # Leak check: no value, old or new, in the -vvv output or in any object's or service's inspect.
+    inspected = "".join(
+        docker(kind, "inspect", *docker(kind, "ls", "-q").stdout.split()).stdout
+        for kind in ("secret", "config", "service")
+    )
+    for value in list(values.values()) + list(new_values.values()):
+        assert value not in rotated.out + deployed.out + init.out
+        assert value not in inspected

@@ -1,0 +1,365 @@
+"""Versioned secrets and configs: naming, hashing, prune decisions, spec rewiring, check mode."""
+
+import hashlib
+import hmac
+import json
+
+import pytest
+
+from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import DockerClient, filters_param
+from ansible_collections.shopstream.swarm.plugins.module_utils._networks import (
+    actual_state,
+    create_body,
+    differences,
+    procedure,
+    users,
+    wanted_state,
+)
+from ansible_collections.shopstream.swarm.plugins.module_utils._swarm_objects import (
+    CONFIG,
+    LOGICAL_LABEL,
+    LOGICAL_MAX,
+    PLACEHOLDER_ID,
+    SECRET,
+    ObjectError,
+    Rewirer,
+    UpdateFailed,
+    check_size,
+    content_suffix,
+    ensure_version,
+    group_versions,
+    inventory,
+    prune_plan,
+    references,
+    rewire_and_prune,
+    rewire_spec,
+    versioned_name,
+)
+
+KEY = "k" * 64
+
+
+def version(obj_id, name, created, logical="shopstream_db"):
+    return {"ID": obj_id, "CreatedAt": created, "Spec": {"Name": name, "Labels": {LOGICAL_LABEL: logical}}}
+
+
+def service(name, secrets=(), configs=(), index=10, update=None, sid=None):
+    spec = {
+        "Name": name,
+        "TaskTemplate": {
+            "ContainerSpec": {
+                "Image": "app",
+                "Secrets": [
+                    {"File": {"Name": f, "UID": "70", "GID": "70", "Mode": 0o400}, "SecretID": i, "SecretName": n}
+                    for i, n, f in secrets
+                ],
+                "Configs": [
+                    {"File": {"Name": f, "UID": "0", "GID": "0", "Mode": 0o444}, "ConfigID": i, "ConfigName": n}
+                    for i, n, f in configs
+                ],
+            }
+        },
+        "Mode": {"Replicated": {"Replicas": 1}},
+    }
+    return {"ID": sid or f"id-{name}", "Version": {"Index": index}, "Spec": spec, "UpdateStatus": update}
+
+
+# Naming and hashing
+
+
+def test_same_content_same_name_new_content_new_name():
+    a = versioned_name("shopstream_db", b"one", KEY)
+    assert a == versioned_name("shopstream_db", b"one", KEY)
+    assert a != versioned_name("shopstream_db", b"two", KEY)
+    assert a.startswith("shopstream_db_") and len(a) == len("shopstream_db_") + 12
+
+
+def test_suffix_is_keyed_not_a_plain_hash_of_the_secret():
+    data = b"hunter2-password"
+    suffix = content_suffix(data, KEY)
+    assert suffix == hmac.new(KEY.encode(), data, hashlib.sha256).hexdigest()[:12]
+    assert suffix not in hashlib.sha256(data).hexdigest()
+    assert content_suffix(data, "another key") != suffix
+
+
+def test_without_a_key_configs_use_sha256():
+    assert content_suffix(b"x") == hashlib.sha256(b"x").hexdigest()[:12]
+
+
+@pytest.mark.parametrize("length", [LOGICAL_MAX, LOGICAL_MAX + 1])
+def test_names_stay_within_docker_64_characters(length):
+    logical = "a" * length
+    if length > LOGICAL_MAX:
+        with pytest.raises(ObjectError, match="at most 51 fit"):
+            versioned_name(logical, b"x", KEY)
+    else:
+        assert len(versioned_name(logical, b"x", KEY)) == 64
+
+
+@pytest.mark.parametrize("bad", ["", "-lead", "trail-", "sp ace", "sl/ash"])
+def test_invalid_logical_names_are_refused(bad):
+    with pytest.raises(ObjectError, match="not a valid Docker object name"):
+        versioned_name(bad, b"x", KEY)
+
+
+def test_size_limits_per_kind():
+    check_size(SECRET, "s", b"x" * 500 * 1024)
+    with pytest.raises(ObjectError, match="at most 500 KB for a secret"):
+        check_size(SECRET, "s", b"x" * (500 * 1024 + 1))
+    check_size(CONFIG, "c", b"x" * 1000 * 1024)
+
+
+# Versions, references, pruning
+
+
+def test_versions_group_by_label_newest_first():
+    objs = [
+        version("a", "db_1", "2026-01-01T00:00:00Z"),
+        version("b", "db_2", "2026-01-03T00:00:00Z"),
+        version("c", "other_1", "2026-01-02T00:00:00Z", logical="other"),
+        {"ID": "d", "CreatedAt": "x", "Spec": {"Name": "foreign", "Labels": {}}},
+    ]
+    groups = group_versions(objs)
+    assert [v["ID"] for v in groups["shopstream_db"]] == ["b", "a"]
+    assert set(groups) == {"shopstream_db", "other"}
+
+
+def test_references_by_id_for_each_kind():
+    services = [service("web", secrets=[("s1", "db_1", "pw")], configs=[("c1", "conf_1", "conf")])]
+    assert references(services, SECRET) == {"s1": ["web"]}
+    assert references(services, CONFIG) == {"c1": ["web"]}
+
+
+VERSIONS = [version(i, f"db_{i}", f"2026-01-0{n}T00:00:00Z") for n, i in ((5, "v5"), (4, "v4"), (3, "v3"), (2, "v2"))]
+
+
+@pytest.mark.parametrize(
+    ("current", "keep", "refs", "removed", "in_use"),
+    [
+        ("v5", 1, {}, ["v4", "v3", "v2"], []),
+        ("v5", 2, {}, ["v3", "v2"], []),
+        ("v5", 1, {"v3": ["api"]}, ["v4", "v2"], ["v3"]),
+        # Content went back to an older version: it is current and kept, the newer one can go.
+        ("v3", 1, {}, ["v5", "v4", "v2"], []),
+        ("v5", 10, {}, [], []),
+        ("v5", 0, {}, ["v4", "v3", "v2"], []),
+    ],
+)
+def test_prune_plan(current, keep, refs, removed, in_use):
+    remove, busy = prune_plan(VERSIONS, current, keep, refs)
+    assert [v["ID"] for v in remove] == removed
+    assert [v["ID"] for v in busy] == in_use
+
+
+def test_inventory_lists_current_versions_and_users():
+    services = [service("api", secrets=[("v4", "db_v4", "pw")]), service("web", secrets=[("v5", "db_v5", "pw")])]
+    listed = inventory(VERSIONS, services, SECRET)["shopstream_db"]
+    assert listed["current"] == "db_v5"
+    assert [v["name"] for v in listed["versions"]] == ["db_v5", "db_v4", "db_v3", "db_v2"]
+    assert listed["versions"][1]["services"] == ["api"]
+    assert listed["stale_services"] == ["api"]
+
+
+# Rewiring
+
+
+def test_rewire_keeps_target_uid_gid_mode_and_other_references():
+    svc = service("api", secrets=[("old", "db_old", "db_password"), ("jwt", "jwt_1", "jwt")])
+    new = rewire_spec(svc["Spec"], SECRET, {"old": ("new", "db_new")})
+    refs = new["TaskTemplate"]["ContainerSpec"]["Secrets"]
+    assert refs[0] == {
+        "File": {"Name": "db_password", "UID": "70", "GID": "70", "Mode": 0o400},
+        "SecretID": "new",
+        "SecretName": "db_new",
+    }
+    assert refs[1]["SecretID"] == "jwt"
+    # The original spec is left alone.
+    assert svc["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"][0]["SecretID"] == "old"
+
+
+def test_rewire_nothing_to_move_is_none():
+    svc = service("api", secrets=[("jwt", "jwt_1", "jwt")])
+    assert rewire_spec(svc["Spec"], SECRET, {"old": ("new", "db_new")}) is None
+
+
+def test_one_update_per_service_for_several_objects():
+    svc = service("api", secrets=[("s_old", "db_old", "pw")], configs=[("c_old", "conf_old", "conf")])
+    planned = Rewirer(client=None).plan(
+        [svc, service("idle")], {SECRET: {"s_old": ("s_new", "db_new")}, CONFIG: {"c_old": ("c_new", "conf_new")}}
+    )
+    assert len(planned) == 1
+    _, spec, moved = planned[0]
+    assert moved == {"secret": [("db_old", "db_new")], "config": [("conf_old", "conf_new")]}
+    assert spec["TaskTemplate"]["ContainerSpec"]["Configs"][0]["ConfigID"] == "c_new"
+
+
+# Against a fake engine (the Docker API boundary)
+
+
+def label_query(kind, logical):
+    return f"{kind.path}?{filters_param(label=[f'{LOGICAL_LABEL}={logical}'])}"
+
+
+def mutations(engine):
+    return [(m, p) for m, p, _ in engine.requests if m in ("POST", "DELETE")]
+
+
+def test_check_mode_plans_creation_rewiring_and_pruning_without_writing(engine):
+    client = DockerClient("unix://" + engine.server_address, timeout=3)
+    old = version("v1", "shopstream_db_aaaaaaaaaaaa", "2026-01-01T00:00:00Z")
+    older = version("v0", "shopstream_db_bbbbbbbbbbbb", "2025-01-01T00:00:00Z")
+    name = versioned_name("shopstream_db", b"new", KEY)
+    engine.routes[("GET", label_query(SECRET, "shopstream_db"))] = (200, [old, older])
+    engine.routes[("GET", f"/secrets?{filters_param(name=[name])}")] = (200, [])
+    engine.routes[("GET", "/services")] = (200, [service("api", secrets=[("v1", old["Spec"]["Name"], "pw")])])
+
+    got = ensure_version(client, SECRET, "shopstream_db", b"new", KEY, check_mode=True)
+    assert got == (name, PLACEHOLDER_ID, True, "shopstream_db_aaaaaaaaaaaa")
+    result = rewire_and_prune(client, {SECRET: {"shopstream_db": name}}, keep=1, check_mode=True)
+    assert result["rewired"] == [{"service": "api", "moved": {"secret": [["shopstream_db_aaaaaaaaaaaa", name]]}}]
+    assert sorted(p["name"] for p in result["pruned"]) == ["shopstream_db_aaaaaaaaaaaa", "shopstream_db_bbbbbbbbbbbb"]
+    assert mutations(engine) == []
+
+
+def test_an_object_of_that_name_made_elsewhere_is_refused(engine):
+    client = DockerClient("unix://" + engine.server_address, timeout=3)
+    name = versioned_name("shopstream_db", b"new", KEY)
+    engine.routes[("GET", label_query(SECRET, "shopstream_db"))] = (200, [])
+    engine.routes[("GET", f"/secrets?{filters_param(name=[name])}")] = (
+        200,
+        [{"ID": "x", "Spec": {"Name": name, "Labels": {}}}],
+    )
+    with pytest.raises(ObjectError, match="was not made by this collection"):
+        ensure_version(client, SECRET, "shopstream_db", b"new", KEY)
+    assert mutations(engine) == []
+
+
+def test_same_content_creates_nothing(engine):
+    client = DockerClient("unix://" + engine.server_address, timeout=3)
+    name = versioned_name("shopstream_db", b"same", KEY)
+    engine.routes[("GET", label_query(SECRET, "shopstream_db"))] = (200, [version("v1", name, "2026")])
+    assert ensure_version(client, SECRET, "shopstream_db", b"same", KEY) == (name, "v1", False, None)
+    assert mutations(engine) == []
+
+
+def test_create_sends_content_and_labels(engine):
+    client = DockerClient("unix://" + engine.server_address, timeout=3)
+    name = versioned_name("shopstream_db", b"value", KEY)
+    engine.routes[("GET", label_query(SECRET, "shopstream_db"))] = (200, [])
+    engine.routes[("GET", f"/secrets?{filters_param(name=[name])}")] = (200, [])
+    engine.routes[("POST", "/secrets/create")] = (201, {"ID": "new"})
+    assert ensure_version(client, SECRET, "shopstream_db", b"value", KEY, labels={"team": "shop"})[1:3] == (
+        "new",
+        True,
+    )
+    body = json.loads(engine.requests[-1][2])
+    assert body["Name"] == name and body["Data"] == "dmFsdWU="
+    assert body["Labels"][LOGICAL_LABEL] == "shopstream_db" and body["Labels"]["team"] == "shop"
+    assert "com.shopstream.created" in body["Labels"]
+
+
+def _status(state, started="t2", message=""):
+    return {"State": state, "StartedAt": started, "Message": message}
+
+
+def test_wait_ignores_the_previous_updates_completed_status(engine):
+    client = DockerClient("unix://" + engine.server_address, timeout=3)
+    svc = service("api", secrets=[("new", "db_new", "pw")], update=_status("completed", started="t1"))
+    answers = iter(
+        [svc, dict(svc, UpdateStatus=_status("updating")), dict(svc, UpdateStatus=_status("completed"))]
+    )
+    seen = []
+    engine.routes[("GET", "/services/id-api")] = lambda: (200, (seen.append(1), next(answers))[1])
+    engine.routes[("GET", f"/tasks?{filters_param(service=['id-api'])}")] = (200, [])
+    Rewirer(client, timeout=5, poll=0.01).wait("id-api", svc["Spec"], previous_started="t1")
+    assert len(seen) == 3
+
+
+def test_a_rollback_fails_naming_the_service_and_the_task_error(engine):
+    client = DockerClient("unix://" + engine.server_address, timeout=3)
+    svc = service("api", secrets=[("new", "db_new", "pw")])
+    engine.routes[("GET", "/services/id-api")] = (
+        200,
+        dict(svc, UpdateStatus=_status("rollback_completed", message="rollback completed")),
+    )
+    engine.routes[("GET", f"/tasks?{filters_param(service=['id-api'])}")] = (
+        200,
+        [{"UpdatedAt": "2", "Status": {"State": "failed", "Err": "task: non-zero exit (1)"}}],
+    )
+    with pytest.raises(UpdateFailed, match=r"service api did not complete: rollback_completed.*non-zero exit \(1\)"):
+        Rewirer(client, timeout=5, poll=0.01).wait("id-api", svc["Spec"], previous_started="t1")
+
+
+def test_a_stuck_update_times_out_with_a_clear_failure(engine):
+    client = DockerClient("unix://" + engine.server_address, timeout=3)
+    svc = service("api", secrets=[("new", "db_new", "pw")])
+    engine.routes[("GET", "/services/id-api")] = (200, dict(svc, UpdateStatus=_status("updating")))
+    engine.routes[("GET", f"/tasks?{filters_param(service=['id-api'])}")] = (
+        200,
+        [{"UpdatedAt": "2", "Status": {"State": "pending", "Err": "no suitable node (insufficient resources)"}}],
+    )
+    with pytest.raises(UpdateFailed, match=r"api did not complete within 0s.*insufficient resources"):
+        Rewirer(client, timeout=0, poll=0.01).wait("id-api", svc["Spec"], previous_started="t1")
+
+
+def test_a_service_without_tasks_to_replace_completes_on_its_tasks(engine):
+    client = DockerClient("unix://" + engine.server_address, timeout=3)
+    svc = service("api", secrets=[("new", "db_new", "pw")])
+    task_spec = svc["Spec"]["TaskTemplate"]
+    engine.routes[("GET", "/services/id-api")] = (200, svc)
+    engine.routes[("GET", f"/tasks?{filters_param(service=['id-api'])}")] = (
+        200,
+        [{"DesiredState": "running", "Status": {"State": "running"}, "Spec": task_spec}],
+    )
+    Rewirer(client, timeout=2, poll=0.01).wait("id-api", svc["Spec"], previous_started=None)
+
+
+# Networks
+
+
+NETWORK = {
+    "Id": "n1",
+    "Name": "data",
+    "Driver": "overlay",
+    "Internal": True,
+    "Attachable": False,
+    "Options": {"encrypted": "", "com.docker.network.driver.overlay.vxlanid_list": "4097"},
+    "IPAM": {"Config": [{"Subnet": "10.42.3.0/24", "Gateway": "10.42.3.1"}]},
+    "Labels": {"com.shopstream.platform": "shopstream"},
+}
+PARAMS = {
+    "driver": "overlay",
+    "internal": True,
+    "attachable": False,
+    "encrypted": True,
+    "subnet": "10.42.3.0/24",
+    "labels": {"com.shopstream.platform": "shopstream"},
+}
+
+
+def test_encrypted_network_reads_back_unchanged():
+    assert differences(wanted_state(PARAMS), actual_state(NETWORK)) == {}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"encrypted": False}, {"encrypted": (True, False)}),
+        ({"internal": False}, {"internal": (True, False)}),
+        ({"subnet": "10.9.0.0/24"}, {"subnet": ("10.42.3.0/24", "10.9.0.0/24")}),
+        ({"subnet": None}, {}),
+    ],
+)
+def test_network_differences(change, expected):
+    assert differences(wanted_state(dict(PARAMS, **change)), actual_state(NETWORK)) == expected
+
+
+def test_network_create_body_and_users():
+    body = create_body("data", wanted_state(PARAMS))
+    assert body["Options"] == {"encrypted": ""} and body["Internal"] is True
+    assert body["IPAM"]["Config"] == [{"Subnet": "10.42.3.0/24"}]
+    svc = service("db")
+    svc["Spec"]["TaskTemplate"]["Networks"] = [{"Target": "n1"}]
+    assert users("n1", "data", [svc, service("web")]) == ["db"]
+    message = procedure("data", {"internal": (True, False)}, ["db"])
+    assert "internal True -> False" in message and "docker network rm data" in message and "(db)" in message
