@@ -68,8 +68,13 @@ class ActionModule(ActionBase):
             return dict(result, failed=True, msg=msg)
 
         try:
-            password, password_created = self._password(password_file)
-            vault = VaultLib([("default", VaultSecret(password.encode("utf-8")))])
+            if not os.path.exists(password_file) and self._loader._vault.secrets:
+                # The run was given a vault password (--vault-password-file elsewhere, a script,
+                # ANSIBLE_VAULT_PASSWORD_FILE): use it rather than make a second one.
+                vault, password_created = self._loader._vault, False
+            else:
+                password, password_created = self._password(password_file)
+                vault = VaultLib([("default", VaultSecret(password.encode("utf-8")))])
             current = self._read(path, vault, password_file)
         except AnsibleError as exc:
             return dict(result, failed=True, msg=str(exc))

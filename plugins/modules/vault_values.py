@@ -22,7 +22,10 @@ options:
     type: path
     required: true
   password_file:
-    description: The vault password file; created (random, mode 0600) when missing.
+    description:
+      - The vault password file; created (random, mode 0600) when missing, unless the run was given
+        a vault password some other way (C(--vault-password-file) elsewhere, a password script,
+        C(ANSIBLE_VAULT_PASSWORD_FILE)), which is then used.
     type: path
     required: true
   values:

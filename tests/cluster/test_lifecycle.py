@@ -9,28 +9,17 @@ swarm stays writable.
 """
 
 import json
-import os
 import re
 import subprocess
-import time
 
 import pytest
 import yaml
+from cluster_nodes import INVENTORY, PROBE_IMAGE, import_probe_image, needs_cluster, node_exec, wait_for
 from runner import docker, playbook
 
-INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE")
-pytestmark = pytest.mark.skipif(
-    not INVENTORY, reason="needs the Molecule cluster: run `molecule test -s cluster` (its side_effect step runs this)"
-)
+pytestmark = needs_cluster
 MANAGERS = ["manager1", "manager2", "manager3"]
 EXISTING = [*MANAGERS, "worker1", "worker2"]
-
-
-def node_exec(node, *cmd, check=True):
-    proc = docker("exec", node, *cmd)
-    if check:
-        assert proc.returncode == 0, f"{node}: {' '.join(cmd)}: {proc.stderr}"
-    return proc.stdout
 
 
 def nodes(via="manager1"):
@@ -53,18 +42,6 @@ def swarm_of(node):
 
 def join_tokens(manager):
     return [node_exec(manager, "docker", "swarm", "join-token", "-q", role).strip() for role in ("worker", "manager")]
-
-
-def wait_for(what, predicate, timeout=180, explain=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except (AssertionError, json.JSONDecodeError):
-            pass
-        time.sleep(3)
-    pytest.fail(f"timed out after {timeout}s waiting until {what}" + (f"\n{explain()}" if explain else ""))
 
 
 @pytest.fixture(scope="module")
@@ -197,15 +174,7 @@ def test_removing_a_worker_moves_its_tasks_elsewhere_first(inventories):
     # After the elections above, a new leader sees node states as unknown for a while, and the
     # scheduler places tasks only on ready nodes: wait, so that the service spreads over all.
     wait_for("every node is ready", lambda: {n[0] for n in nodes().values()} == {"ready"})
-    # No registry: the probe image is the nodes' own `sleep` and what it links, imported.
-    for node in ("worker1", "worker2", "node6"):
-        node_exec(
-            node,
-            "sh",
-            "-c",
-            "tar -C / -chf - usr/bin/sleep lib/x86_64-linux-gnu/libc.so.6 "
-            "lib64/ld-linux-x86-64.so.2 | docker import - shopstream/probe:1",
-        )
+    import_probe_image("worker1", "worker2", "node6")
     node_exec(
         "manager1",
         "docker",
@@ -219,7 +188,7 @@ def test_removing_a_worker_moves_its_tasks_elsewhere_first(inventories):
         "3",
         "--constraint",
         "node.role==worker",
-        "shopstream/probe:1",
+        PROBE_IMAGE,
         "/usr/bin/sleep",
         "infinity",
     )

@@ -311,3 +311,43 @@ def test_vault_init_then_rotation_rewires_and_prunes_and_leaks_nothing(vault_inv
     for value in list(values.values()) + list(new_values.values()):
         assert value not in rotated.out + deployed.out + init.out
         assert value not in inspected
+
+
+def test_a_changed_template_rotates_its_config_and_rewires_its_users(inventory, probe_image):
+    base = ("-i", inventory(managers=["localhost"]), "-e", "configs_name_prefix=itest_")
+    key = ("-e", f"vault_shopstream_object_hash_key={KEY}")
+    first = playbook("playbooks/rotate-configs.yml", *base, *key)
+    assert first.rc == 0, first.out
+    old = objects("config", "itest_nginx")
+    target = "target=/etc/nginx/conf.d/default.conf"
+    docker("service", "create", "-d", "--name", "itest_frontend", "--no-resolve-image",
+           "--config", f"source={old[0]},{target}", probe_image, "sleep", "100000")  # fmt: skip
+    wait_running("itest_frontend")
+
+    unchanged = playbook("playbooks/rotate-configs.yml", *base, *key)
+    assert unchanged.rc == 0 and unchanged.changed() == 0, unchanged.out
+
+    changed = playbook("playbooks/rotate-configs.yml", *base, *key, "-e", "configs_nginx_assets_max_age=600")
+    assert changed.rc == 0, changed.out
+    new = objects("config", "itest_nginx")
+    assert len(new) == 1 and new != old
+    report = " ".join(changed.out.split())
+    assert (
+        f"nginx: {new[0]} (new version, was {old[0]}); services rewired: itest_frontend; versions pruned: {old[0]}"
+        in report
+    )
+    wait_running("itest_frontend")
+    assert "max-age=600" in file_in_service("itest_frontend", "/etc/nginx/conf.d/default.conf")
+    # The other configs did not change: one new version in all.
+    assert report.count("(new version") == 1
+
+
+def test_an_invalid_template_fails_before_any_config_changes(inventory):
+    run = playbook(
+        "playbooks/rotate-configs.yml", "-i", inventory(managers=["localhost"]),
+        "-e", "configs_name_prefix=itest_", "-e", f"vault_shopstream_object_hash_key={KEY}",
+        "-e", "configs_nginx_extra_directives='proxy_pas http://x;'",
+    )  # fmt: skip
+    assert run.rc != 0
+    assert "[nginx] itest_nginx (/etc/nginx/conf.d/default.conf)" in run.out, run.out
+    assert [n for n in docker("config", "ls", "--format", "{{.Name}}").stdout.split() if n.startswith("itest_")] == []
