@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 
+
 def rabbitmq_password_hash(password, key):
     """base64(salt + SHA-256(salt + password)), RabbitMQ's rabbit_password_hashing_sha256.
 

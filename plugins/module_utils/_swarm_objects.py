@@ -207,7 +207,7 @@ class ObjectStore:
         self.client.request("DELETE", f"{self.kind.path}/{obj_id}")
 
 
-def _task_error(tasks):
+def task_error(tasks):
     """The most recent task error or non-running state message, for failure reports."""
     for task in sorted(tasks, key=lambda t: t.get("UpdatedAt", ""), reverse=True):
         status = task.get("Status") or {}
@@ -216,6 +216,29 @@ def _task_error(tasks):
         if status.get("State") in ("failed", "rejected"):
             return f"task {status.get('State')}: {status.get('Message', '')}"
     return "no task error reported"
+
+
+# Update states that end a wait with a failure: the new spec did not roll out.
+FAILED_UPDATE_STATES = ("paused", "rollback_started", "rollback_paused", "rollback_completed")
+
+
+def update_state(service, previous_started=None):
+    """The state of the service's update that replaced ``previous_started``, or None.
+
+    ``previous_started`` is ``UpdateStatus.StartedAt`` read before the change. An UpdateStatus
+    with that same start time describes the previous update (e.g. its stale 'completed'), not
+    the one just asked for, so it counts as no update yet.
+    """
+    status = service.get("UpdateStatus") or {}
+    return status.get("State") if status.get("StartedAt") != previous_started else None
+
+
+def update_failure(name, state, service, tasks):
+    """The failure message when ``state`` is a failed update state, else None."""
+    if state not in FAILED_UPDATE_STATES:
+        return None
+    message = (service.get("UpdateStatus") or {}).get("Message", "")
+    return f"The update of service {name} did not complete: {state} ({message}); task error: {task_error(tasks)}."
 
 
 class UpdateFailed(Exception):
@@ -265,27 +288,23 @@ class Rewirer:
         last = None
         while True:
             service = self.client.get_json(f"/services/{service_id}")
-            status = service.get("UpdateStatus") or {}
-            state = status.get("State") if status.get("StartedAt") != previous_started else None
+            state = update_state(service, previous_started)
             if state != last:
                 self.progress(f"{name}: update {state or 'started'}")
                 last = state
-            if state in ("paused", "rollback_started", "rollback_paused", "rollback_completed"):
-                raise UpdateFailed(
-                    f"The update of service {name} did not complete: {state} ({status.get('Message', '')}); "
-                    f"task error: {_task_error(self._tasks(service_id))}."
-                )
+            if state in FAILED_UPDATE_STATES:
+                raise UpdateFailed(update_failure(name, state, service, self._tasks(service_id)))
             if _refs(service["Spec"].get("TaskTemplate")) != wanted:
                 raise UpdateFailed(
                     f"Service {name} no longer has the new references (rolled back or changed by someone else); "
-                    f"task error: {_task_error(self._tasks(service_id))}."
+                    f"task error: {task_error(self._tasks(service_id))}."
                 )
             if state == "completed" or (state is None and self._tasks_current(service, wanted)):
                 return
             if time.monotonic() > deadline:
                 raise UpdateFailed(
                     f"The update of service {name} did not complete within {self.timeout}s "
-                    f"(state {state or 'unknown'}); task error: {_task_error(self._tasks(service_id))}."
+                    f"(state {state or 'unknown'}); task error: {task_error(self._tasks(service_id))}."
                 )
             time.sleep(self.poll)
 
