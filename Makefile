@@ -9,7 +9,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 BECOME := $(if $(filter 0,$(shell id -u)),,--become --ask-become-pass)
 COLLECTION_LINK := .collections/ansible_collections/shopstream/swarm
 
-.PHONY: deploy test setup lint unit integration cluster clean
+.PHONY: deploy test setup lint unit kit integration cluster clean
 
 # The local inventory's vault is made on first use (vault-init keeps existing values).
 VAULT_PASS := inventories/local/.vault-pass
@@ -19,7 +19,7 @@ deploy: setup
 	  ansible-playbook playbooks/vault-init.yml -i inventories/local $$pass
 	ansible-playbook site.yml -i inventories/local --vault-password-file $(VAULT_PASS) $(BECOME)
 
-test: setup lint unit integration cluster
+test: setup lint unit kit integration cluster
 
 setup: $(VENV)/.installed $(COLLECTION_LINK)
 
@@ -41,6 +41,11 @@ lint: setup
 
 unit: setup
 	pytest tests/unit
+
+# The offline image kit on this host: builds every image it can from nothing (or reuses those
+# built from identical inputs), then tests each image, the services' journey and the images role.
+kit: setup
+	pytest tests/images
 
 # Integration tests run on this host: they bring it to a one-node swarm as `make deploy` does.
 integration: setup

@@ -71,4 +71,3 @@ notes:
   - Talks to the Engine API over its unix socket with the Python standard library only; run it on a
     manager.
 """
-

@@ -158,7 +158,7 @@ EXAMPLES = r"""
             - source: db_root
               target: db_root_password
               uid: "999"
-              mode: 0400
+              mode: 256  # 0400: compose reads YAML 1.1 octal, written in decimal here
           deploy:
             update_config:
               order: stop-first

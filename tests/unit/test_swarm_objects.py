@@ -265,9 +265,7 @@ def _status(state, started="t2", message=""):
 def test_wait_ignores_the_previous_updates_completed_status(engine):
     client = DockerClient("unix://" + engine.server_address, timeout=3)
     svc = service("api", secrets=[("new", "db_new", "pw")], update=_status("completed", started="t1"))
-    answers = iter(
-        [svc, dict(svc, UpdateStatus=_status("updating")), dict(svc, UpdateStatus=_status("completed"))]
-    )
+    answers = iter([svc, dict(svc, UpdateStatus=_status("updating")), dict(svc, UpdateStatus=_status("completed"))])
     seen = []
     engine.routes[("GET", "/services/id-api")] = lambda: (200, (seen.append(1), next(answers))[1])
     engine.routes[("GET", f"/tasks?{filters_param(service=['id-api'])}")] = (200, [])

@@ -1,0 +1,193 @@
+"""gateway: the only public API. Verifies JWTs (except for /api/auth/*), rate-limits each client in Redis
+(429), and forwards /api/auth/* to auth, /api/products* to product, /api/orders* to order and the
+WebSocket /api/notifications/ws to notification, naming the verified user in X-Shopstream-User."""
+
+import contextlib
+import http.client
+import logging
+import select
+import socket
+import time
+import uuid
+
+from . import common
+
+LOG = logging.getLogger("shopstream.gateway")
+FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept", "Accept-Language", "User-Agent")
+FORWARDED_RESPONSE_HEADERS = ("Content-Type", "Location", "Retry-After")
+
+
+def upstream(name):
+    return common.env(f"{name.upper()}_HOST", name), common.env_int(f"{name.upper()}_PORT", 8080, 1)
+
+
+def bearer_token(headers):
+    """(token, via_subprotocol): from Authorization, or from a WebSocket offering the protocols "bearer, TOKEN"
+    (browsers cannot set headers on a WebSocket; a query string would end up in access logs)."""
+    auth = headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip(), False
+    offered = [p.strip() for p in headers.get("Sec-WebSocket-Protocol", "").split(",")]
+    if len(offered) >= 2 and offered[0] == "bearer":
+        return offered[1], True
+    return None, False
+
+
+def client_address(peer, forwarded_for, trusted_hops):
+    """The client's address: the peer, or the entry the nearest trusted proxy appended to X-Forwarded-For."""
+    hops = [h.strip() for h in (forwarded_for or "").split(",") if h.strip()]
+    if trusted_hops and hops:
+        return hops[-min(trusted_hops, len(hops))]
+    return peer
+
+
+def build():
+    keys = [common.read_secret("JWT_SIGNING_KEY_FILE", "jwt_signing_key", min_length=32)]
+    previous = common.read_secret("JWT_PREVIOUS_SIGNING_KEY_FILE", "jwt_previous_signing_key", required=False)
+    if previous:  # accepted during a key rotation, never used to sign
+        keys.append(previous)
+    issuer = common.env("JWT_ISSUER", "shopstream-auth")
+    window = common.env_int("RATE_LIMIT_WINDOW_SECONDS", 60, 1)
+    redis = common.redis_client()
+    limiters = {
+        "api": common.RateLimiter(redis, common.env_int("RATE_LIMIT_REQUESTS", 100, 1), window),
+        "login": common.RateLimiter(redis, common.env_int("RATE_LIMIT_LOGIN_REQUESTS", 10, 1), window),
+    }
+    trusted_hops = common.env_int("TRUSTED_PROXY_HOPS", 0)
+    timeout = common.env_int("UPSTREAM_TIMEOUT_SECONDS", 15, 1)
+    upstreams = {name: upstream(name) for name in ("auth", "product", "order", "notification")}
+    app = common.App("gateway")
+    app.health_checks["redis"] = lambda: redis.ping()
+    app.ready.set()
+
+    def admit(req, bucket, needs_auth):
+        """The verified claims (None for an anonymous request that needs none); HTTPError 429 or 401."""
+        token, via_protocol = bearer_token(req.headers)
+        claims, reason = None, "no token"
+        if token:
+            try:
+                claims = common.verify_jwt(token, keys, issuer=issuer)
+            except common.JWTError as exc:
+                reason = str(exc)
+        client = (
+            req.client
+            if not trusted_hops
+            else client_address(req.client, req.headers.get("X-Forwarded-For"), trusted_hops)
+        )
+        key = f"user:{claims['sub']}" if claims else f"ip:{client}"
+        try:
+            allowed, _remaining, retry_after = limiters[bucket].check(key, bucket)
+        except Exception as exc:  # noqa: BLE001 - Redis down: fail open, /healthz reports it
+            app.metrics.inc("shopstream_gateway_ratelimit_errors_total", "Rate-limit checks that failed (let through).")
+            LOG.warning("rate limiter unavailable, request let through", extra={"error": type(exc).__name__})
+            allowed = True
+        if not allowed:
+            app.metrics.inc("shopstream_gateway_rate_limited_total", "Requests refused with 429.", bucket=bucket)
+            raise common.HTTPError(429, "too many requests", {"Retry-After": str(retry_after)})
+        if needs_auth and claims is None:
+            app.metrics.inc("shopstream_gateway_auth_failures_total", "Requests refused with 401.")
+            LOG.info("unauthorized", extra={"path": req.path, "reason": reason, "client": client})
+            raise common.HTTPError(
+                401, "a valid bearer token is required", {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            )
+        return claims, via_protocol
+
+    def forward(req, name, claims):
+        host, port = upstreams[name]
+        headers = {h: req.headers[h] for h in FORWARDED_REQUEST_HEADERS if req.headers.get(h)}
+        request_id = req.headers.get("X-Request-Id") or uuid.uuid4().hex
+        headers.update({"X-Request-Id": request_id[:64], "X-Forwarded-For": req.client, "Connection": "close"})
+        if claims:
+            headers[common.USER_HEADER] = claims["sub"]
+        body = req.body() if req.method in ("POST", "PUT", "PATCH") else None
+        path = req.path + ("?" + req.raw_query if req.raw_query else "")
+        start = time.monotonic()
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        try:
+            conn.request(req.method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        except socket.timeout:
+            raise common.HTTPError(504, f"{name} did not answer in time") from None
+        except OSError:
+            raise common.HTTPError(502, f"{name} is unavailable") from None
+        finally:
+            conn.close()
+            app.metrics.observe(
+                "shopstream_gateway_upstream_duration_seconds",
+                "Upstream latency.",
+                time.monotonic() - start,
+                upstream=name,
+            )
+        out = {h: resp.headers[h] for h in FORWARDED_RESPONSE_HEADERS if resp.headers.get(h)}
+        out["X-Request-Id"] = request_id
+        return resp.status, data, out
+
+    def route_to(name, bucket="api", needs_auth=True):
+        def handler(req):
+            claims, _ = admit(req, bucket, needs_auth)
+            return forward(req, name, claims)
+
+        return handler
+
+    def websocket(req):
+        claims, via_protocol = admit(req, "api", True)
+        key = req.headers.get("Sec-WebSocket-Key", "")
+        if "websocket" not in req.headers.get("Upgrade", "").lower() or len(key) != 24:
+            raise common.HTTPError(426, "a WebSocket upgrade is required", {"Sec-WebSocket-Version": "13"})
+        host, port = upstreams["notification"]
+        try:
+            up = socket.create_connection((host, port), timeout=5)
+        except OSError:
+            raise common.HTTPError(502, "notification is unavailable") from None
+        try:
+            lines = [
+                f"GET {req.path} HTTP/1.1",
+                f"Host: {host}:{port}",
+                "Upgrade: websocket",
+                "Connection: Upgrade",
+                f"Sec-WebSocket-Key: {key}",
+                "Sec-WebSocket-Version: 13",
+                f"{common.USER_HEADER}: {claims['sub']}",
+            ]
+            if via_protocol:
+                lines.append("Sec-WebSocket-Protocol: bearer")
+            up.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = up.recv(4096)
+                if not chunk or len(head) > 16384:
+                    raise common.HTTPError(502, "notification closed the handshake")
+                head += chunk
+            status = head.split(b" ", 2)[1] if head.startswith(b"HTTP/1.1 ") else b""
+            if status != b"101":
+                raise common.HTTPError(502, f"notification refused the WebSocket ({status.decode(errors='replace')})")
+            handler = req.handler
+            handler.close_connection = True
+            downstream = handler.connection
+            downstream.sendall(head)
+            up.settimeout(None)
+            downstream.settimeout(None)
+            app.metrics.inc("shopstream_gateway_websockets_total", "WebSockets relayed.")
+            pipe(downstream, up)
+        finally:
+            up.close()
+        return None
+
+    def pipe(downstream, up):
+        peers = {downstream: up, up: downstream}
+        while not app.draining:
+            readable, _, _ = select.select(list(peers), [], [], 0.5)
+            for sock in readable:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                peers[sock].sendall(data)
+        with contextlib.suppress(OSError):  # draining: tell the browser to reconnect (to another gateway)
+            downstream.sendall(common.ws_encode(common.OP_CLOSE, (1001).to_bytes(2, "big")))
+
+    app.route("*", r"/api/auth/.*", route_to("auth", "login", needs_auth=False), label="/api/auth/*")
+    app.route("*", r"/api/products(/.*)?", route_to("product"), label="/api/products*")
+    app.route("*", r"/api/orders(/.*)?", route_to("order"), label="/api/orders*")
+    app.route("GET", r"/api/notifications/ws", websocket)
+    return app

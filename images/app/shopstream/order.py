@@ -1,0 +1,205 @@
+"""order: POST /api/orders prices the items through product, mocks inventory and payment, writes the order to
+MariaDB and publishes an order.created event to RabbitMQ (with publisher confirms) before committing it."""
+
+import json
+import logging
+import threading
+import urllib.error
+import urllib.request
+import uuid
+
+from . import common
+
+LOG = logging.getLogger("shopstream.order")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+  id INT AUTO_INCREMENT PRIMARY KEY,
+  username VARCHAR(64) NOT NULL,
+  items JSON NOT NULL,
+  total_cents BIGINT NOT NULL,
+  status VARCHAR(32) NOT NULL,
+  payment_ref VARCHAR(64) NOT NULL,
+  created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  KEY by_user (username)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
+"""
+
+
+def validate(data):
+    items = data.get("items")
+    if not isinstance(items, list) or not 1 <= len(items) <= 50:
+        raise common.HTTPError(400, "items must be a list of 1 to 50 {product_id, quantity}")
+    merged = {}
+    for item in items:
+        pid, qty = (item.get("product_id"), item.get("quantity", 1)) if isinstance(item, dict) else (None, None)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (pid, qty)) or qty > 1000:
+            raise common.HTTPError(400, "each item needs a positive integer product_id and quantity (at most 1000)")
+        merged[pid] = merged.get(pid, 0) + qty
+    return [{"product_id": pid, "quantity": qty} for pid, qty in sorted(merged.items())]
+
+
+def reserve_inventory(items, products):
+    """Mock: the stock figure is checked, not decremented."""
+    for item in items:
+        if products[item["product_id"]]["stock"] < item["quantity"]:
+            raise common.HTTPError(409, f"product {item['product_id']} has not enough stock")
+
+
+def charge_payment(user, total_cents):
+    """Mock: every payment succeeds."""
+    return "mock-" + uuid.uuid4().hex[:16]
+
+
+class Publisher:
+    """One pika BlockingConnection (not thread-safe, hence the lock), reopened when it was lost."""
+
+    def __init__(self, params):
+        self.params, self.lock, self.conn, self.channel = params, threading.Lock(), None, None
+
+    def _open(self):
+        import pika
+
+        if self.conn is None or self.conn.is_closed or self.channel is None or self.channel.is_closed:
+            self._close()
+            self.conn = pika.BlockingConnection(self.params)
+            self.channel = self.conn.channel()
+            self.channel.confirm_delivery()
+            common.declare_order_topology(self.channel)
+        return self.channel
+
+    def _close(self):
+        try:
+            if self.conn is not None and self.conn.is_open:
+                self.conn.close()
+        except Exception:  # noqa: BLE001, S110 - the connection is being discarded
+            pass
+        self.conn = self.channel = None
+
+    def publish(self, event):
+        import pika
+
+        props = pika.BasicProperties(content_type="application/json", delivery_mode=2, message_id=event["id"])
+        body = json.dumps(event, separators=(",", ":")).encode()
+        with self.lock:
+            for attempt in (1, 2):  # a connection the broker closed while idle is reopened once
+                try:
+                    self._open().basic_publish(
+                        common.ORDER_EXCHANGE, common.ORDER_CREATED, body, properties=props, mandatory=True
+                    )
+                    return
+                except pika.exceptions.AMQPError:
+                    self._close()
+                    if attempt == 2:
+                        raise
+
+    def ping(self):
+        with self.lock:
+            try:
+                self._open()
+                self.conn.process_data_events(0)
+            except Exception:
+                self._close()
+                raise
+
+    def close(self):
+        with self.lock:
+            self._close()
+
+
+def build():
+    db = common.mysql_config()
+    product_url = f"http://{common.env('PRODUCT_HOST', 'product')}:{common.env_int('PRODUCT_PORT', 8080, 1)}"
+    publisher = Publisher(common.rabbitmq_parameters())
+    app = common.App("order")
+    app.health_checks["mariadb"] = lambda: common.mysql_ping(db)
+    app.health_checks["rabbitmq"] = publisher.ping
+    app.on_stop.append(publisher.close)
+
+    def init():
+        conn = common.mysql_connect(db)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(SCHEMA)
+            conn.commit()
+        finally:
+            conn.close()
+        publisher.ping()  # declares the exchange and queue
+        LOG.info("schema and topology ready")
+        app.ready.set()
+
+    def fetch_product(pid):
+        try:
+            with urllib.request.urlopen(f"{product_url}/api/products/{pid}", timeout=5) as resp:  # noqa: S310
+                return json.load(resp)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise common.HTTPError(400, f"no product {pid}") from None
+            raise common.HTTPError(502, "product service error") from None
+        except OSError:
+            raise common.HTTPError(503, "product service unavailable") from None
+
+    def create_order(req):
+        if not app.ready.is_set():
+            raise common.HTTPError(503, "starting")
+        if not req.user:
+            raise common.HTTPError(401, "no authenticated user")
+        items = validate(req.json())
+        products = {i["product_id"]: fetch_product(i["product_id"]) for i in items}
+        reserve_inventory(items, products)
+        total = sum(products[i["product_id"]]["price_cents"] * i["quantity"] for i in items)
+        payment_ref = charge_payment(req.user, total)
+        conn = common.mysql_connect(db)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "INSERT INTO orders (username, items, total_cents, status, payment_ref)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    (req.user, json.dumps(items), total, "confirmed", payment_ref),
+                )
+                order = {
+                    "id": cur.lastrowid,
+                    "user": req.user,
+                    "items": items,
+                    "total_cents": total,
+                    "status": "confirmed",
+                }
+            event = common.make_order_event(order)
+            try:
+                publisher.publish(event)
+            except Exception:
+                conn.rollback()
+                LOG.exception("event not published, order rolled back", extra={"user": req.user})
+                app.metrics.inc("shopstream_order_events_failed_total", "Order events the broker did not confirm.")
+                raise common.HTTPError(503, "order not placed: the event broker is unavailable") from None
+            conn.commit()
+        finally:
+            conn.close()
+        app.metrics.inc("shopstream_orders_created_total", "Orders placed.")
+        LOG.info("order placed", extra={"order_id": order["id"], "user": req.user, "event_id": event["id"]})
+        return 201, {**order, "payment_ref": payment_ref, "event_id": event["id"]}
+
+    def list_orders(req):
+        if not app.ready.is_set():
+            raise common.HTTPError(503, "starting")
+        if not req.user:
+            raise common.HTTPError(401, "no authenticated user")
+        conn = common.mysql_connect(db)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT id, items, total_cents, status, created_at FROM orders WHERE username=%s "
+                    "ORDER BY id DESC LIMIT 100",
+                    (req.user,),
+                )
+                rows = cur.fetchall()
+        finally:
+            conn.close()
+        for row in rows:
+            row["items"] = json.loads(row["items"])
+            row["created_at"] = row["created_at"].isoformat()
+        return 200, {"orders": rows}
+
+    app.route("POST", "/api/orders", create_order)
+    app.route("GET", "/api/orders", list_orders)
+    threading.Thread(target=common.retry_forever, args=("startup", init, app.stopping), daemon=True).start()
+    return app

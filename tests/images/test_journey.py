@@ -1,0 +1,529 @@
+"""The ShopStream journey in real containers: the kit's MariaDB, Redis and RabbitMQ, the app image's five
+services and the frontend image, on a user-defined bridge network, secrets as bind-mounted 0400 files.
+
+login -> create product -> place order -> notification over WebSocket; 401 on a bad JWT, 429 past the
+rate limit; every log line JSON without a secret; SIGTERM stops each service with exit 0.
+
+The kit's parent images must be built (python3 plugins/module_utils/_image_kit.py python nginx mariadb
+redis rabbitmq); the test skips otherwise. app and frontend are built here by the kit (cached by their
+content tags). Everything it creates is named journeytest-*, and removed at the end.
+"""
+
+import base64
+import hashlib
+import http.client
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+
+from ansible_collections.shopstream.swarm.plugins.module_utils import _image_kit
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PREFIX = "journeytest-"
+APP_UID = 10001  # user "app" of the python image, which the app image runs as
+RABBITMQ_UID = 999
+SERVICES = ("auth", "product", "order", "notification", "gateway")
+RATE_LIMIT = 30
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI")
+
+
+def docker(*args, check=True, timeout=300):
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def newest(repository):
+    """The most recently created local image of a repository, or None."""
+    lines = docker("images", repository, "--format", "{{.CreatedAt}}\t{{.Repository}}:{{.Tag}}").splitlines()
+    return sorted(lines)[-1].split("\t")[1] if lines else None
+
+
+BUILT = []  # images this module built outside the kit (removed at the end)
+
+
+def kit_images():
+    """{name: ref} of the images the journey needs, or pytest.skip naming what is missing.
+
+    Parents: the kit's exact content tags when built, else the newest local build of each (the kit's
+    inputs may be changing under a concurrent build). app and frontend: built by the kit when their
+    parents are its exact tags, else by docker build as journeytest-* images, removed afterwards.
+    """
+    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
+        pytest.skip("the Docker engine does not answer")
+    kit = _image_kit.Kit(os.path.join(ROOT, "images"))
+    refs, missing, exact = {}, [], True
+    for name in ("python", "nginx", "mariadb", "redis", "rabbitmq"):
+        ref = kit.ref(name)
+        if not kit.exists(ref):
+            exact = False
+            ref = newest(f"{kit.repository}/{name}")
+        if ref is None:
+            missing.append(name)
+        refs[name] = ref
+    if missing:
+        pytest.skip(
+            f"kit images not built: {', '.join(missing)} (python3 plugins/module_utils/_image_kit.py "
+            "python nginx mariadb redis rabbitmq)"
+        )
+    for name, parent in (("app", "python"), ("frontend", "nginx")):
+        started = time.monotonic()
+        if exact:
+            result = kit.build(name)
+            refs[name], state = result["image"], "built" if result["changed"] else "cached"
+        else:
+            refs[name], state = f"{PREFIX}{name}:{uuid.uuid4().hex[:8]}", "built (outside the kit)"
+            docker(
+                "build",
+                "-q",
+                "--build-arg",
+                f"BASE={refs[parent]}",
+                "-t",
+                refs[name],
+                os.path.join(ROOT, "images", name),
+            )
+            BUILT.append(refs[name])
+        print(f"{name}: {refs[name]} on {refs[parent]}, {state} in {time.monotonic() - started:.1f} s")
+    return refs
+
+
+def wait_healthy(name, timeout=180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = json.loads(docker("inspect", "--format", "{{json .State}}", name))
+        if state.get("Health", {}).get("Status") == "healthy":
+            return
+        if not state["Running"]:
+            raise AssertionError(f"{name} exited ({state['ExitCode']}):\n{docker('logs', '--tail', '40', name)}")
+        time.sleep(1)
+    raise AssertionError(f"{name} not healthy after {timeout} s:\n{docker('logs', '--tail', '40', name)}")
+
+
+def rabbitmq_hash(password):
+    """A RabbitMQ definitions password_hash (rabbit_password_hashing_sha256)."""
+    salt = os.urandom(4)
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
+
+class Journey:
+    def __init__(self, images):
+        self.images = images
+        self.run_id = uuid.uuid4().hex[:8]
+        self.network = f"{PREFIX}{self.run_id}"
+        self.containers = []
+        self.dir = tempfile.mkdtemp(prefix=PREFIX)
+        self.secrets = {
+            name: secrets.token_urlsafe(24)
+            for name in ("db_root_password", "db_password", "redis_password", "rabbitmq_password", "demo_password")
+        }
+        self.secrets["jwt_signing_key"] = secrets.token_urlsafe(48)
+
+    def secret_file(self, name, content, uid=0):
+        path = os.path.join(self.dir, name)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(content + "\n")
+        os.chown(path, uid, uid)
+        os.chmod(path, 0o400)
+        return path
+
+    def mount(self, name, target=None):
+        return ["-v", f"{os.path.join(self.dir, name)}:{target or '/run/secrets/' + name}:ro"]
+
+    def run(self, short, image, *args, env=None, mounts=(), fast_health=True):
+        name = f"{PREFIX}{self.run_id}-{short}"
+        argv = ["run", "-d", "--name", name, "--network", self.network, "--network-alias", short]
+        argv += ["--label", "journeytest=1"]
+        if fast_health:
+            argv += ["--health-interval", "1s", "--health-start-period", "120s"]
+        for key, value in (env or {}).items():
+            argv += ["-e", f"{key}={value}"]
+        for mount in mounts:
+            argv += mount
+        docker(*argv, image, *args)
+        self.containers.append(name)
+        return name
+
+    def address(self, name):
+        fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+        return docker("inspect", "--format", fmt, name)
+
+    def start(self):
+        docker("network", "create", "--driver", "bridge", "--label", "journeytest=1", self.network)
+        s = self.secrets
+        self.secret_file("db_root_password", s["db_root_password"])  # read by MariaDB's entrypoint, as root
+        # Owned by the services' user; db_password and redis_password are read by the MariaDB and Redis
+        # entrypoints too, as root.
+        for name in ("db_password", "redis_password", "rabbitmq_password", "jwt_signing_key", "demo_password"):
+            self.secret_file(name, s[name], APP_UID)
+        definitions = {
+            "users": [
+                {
+                    "name": "shopstream",
+                    "password_hash": rabbitmq_hash(s["rabbitmq_password"]),
+                    "hashing_algorithm": "rabbit_password_hashing_sha256",
+                    "tags": [],
+                }
+            ],
+            "vhosts": [{"name": "/"}],
+            "permissions": [{"user": "shopstream", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}],
+        }
+        self.secret_file("rabbitmq_definitions", json.dumps(definitions), RABBITMQ_UID)
+        self.mariadb = self.run(
+            "mariadb",
+            self.images["mariadb"],
+            env={
+                "MARIADB_ROOT_PASSWORD_FILE": "/run/secrets/db_root_password",
+                "MARIADB_DATABASE": "shopstream",
+                "MARIADB_USER": "shopstream",
+                "MARIADB_PASSWORD_FILE": "/run/secrets/db_password",
+            },
+            mounts=[self.mount("db_root_password"), self.mount("db_password")],
+        )
+        self.redis = self.run(
+            "redis",
+            self.images["redis"],
+            env={"REDIS_PASSWORD_FILE": "/run/secrets/redis_password"},
+            mounts=[self.mount("redis_password")],
+        )
+        self.rabbitmq = self.run(
+            "rabbitmq",
+            self.images["rabbitmq"],
+            mounts=[self.mount("rabbitmq_definitions", "/etc/rabbitmq/definitions.json")],
+            # Its image's interval: a health check (as root) run before the node made its Erlang cookie
+            # creates the cookie as root, and the node (user rabbitmq) then cannot read it.
+            fast_health=False,
+        )
+        common_mounts = {
+            "auth": ["db_password", "jwt_signing_key", "demo_password"],
+            "product": ["db_password"],
+            "order": ["db_password", "rabbitmq_password"],
+            "notification": ["rabbitmq_password"],
+            "gateway": ["jwt_signing_key", "redis_password"],
+        }
+        env = {
+            "gateway": {
+                "RATE_LIMIT_REQUESTS": str(RATE_LIMIT),
+                "RATE_LIMIT_WINDOW_SECONDS": "3600",
+                "RATE_LIMIT_LOGIN_REQUESTS": "20",
+            }
+        }
+        # The services start before their dependencies are up, as in a swarm: they must wait, not crash.
+        self.apps = {
+            svc: self.run(
+                svc,
+                self.images["app"],
+                svc,
+                env={"DEMO_USER": "demo", **env.get(svc, {})},
+                mounts=[self.mount(n) for n in common_mounts[svc]],
+            )
+            for svc in SERVICES
+        }
+        for name in (self.mariadb, self.redis, self.rabbitmq, *self.apps.values()):
+            wait_healthy(name)
+        self.gateway = (self.address(self.apps["gateway"]), 8080)
+
+    def cleanup(self):
+        for name in self.containers:
+            docker("rm", "-f", "-v", name, check=False)
+        docker("network", "rm", self.network, check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def call(self, method, path, body=None, token=None, headers=None):
+        conn = http.client.HTTPConnection(*self.gateway, timeout=30)
+        hdrs = dict(headers or {})
+        if token:
+            hdrs["Authorization"] = f"Bearer {token}"
+        if body is not None:
+            hdrs["Content-Type"] = "application/json"
+            body = json.dumps(body)
+        try:
+            conn.request(method, path, body=body, headers=hdrs)
+            resp = conn.getresponse()
+            data = resp.read()
+            return resp.status, (json.loads(data) if data else None), resp.headers
+        finally:
+            conn.close()
+
+
+# --- a WebSocket client written against RFC 6455, independent of the services' code ----------------
+
+
+class WebSocket:
+    def __init__(self, address, path, protocols=()):
+        self.sock = socket.create_connection(address, timeout=10)
+        key = base64.b64encode(os.urandom(16)).decode()
+        lines = [
+            f"GET {path} HTTP/1.1",
+            f"Host: {address[0]}:{address[1]}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {key}",
+            "Sec-WebSocket-Version: 13",
+        ]
+        if protocols:
+            lines.append("Sec-WebSocket-Protocol: " + ", ".join(protocols))
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.buffer = b""
+        while b"\r\n\r\n" not in self.buffer:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                break
+            self.buffer += chunk
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split()[1])
+        self.headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+        expected = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()  # noqa: S324
+        if self.status == 101:
+            assert self.headers["sec-websocket-accept"] == expected
+
+    def _take(self, n):
+        while len(self.buffer) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("closed")
+            self.buffer += chunk
+        data, self.buffer = self.buffer[:n], self.buffer[n:]
+        return data
+
+    def receive(self, timeout=15):
+        """(opcode, payload) of the next data or close frame; pings are skipped."""
+        self.sock.settimeout(timeout)
+        while True:
+            b0, b1 = self._take(2)
+            assert not b1 & 0x80, "server frames are not masked"
+            n = b1 & 0x7F
+            if n == 126:
+                n = int.from_bytes(self._take(2), "big")
+            elif n == 127:
+                n = int.from_bytes(self._take(8), "big")
+            payload = self._take(n)
+            if b0 & 0x0F not in (0x9, 0xA):
+                return b0 & 0x0F, payload
+
+    def close(self):
+        self.sock.close()
+
+
+# --- the journey ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def remove_built_images():
+    yield
+    for ref in BUILT:
+        docker("rmi", "-f", ref, check=False)
+
+
+@pytest.fixture(scope="module")
+def journey():
+    images = kit_images()
+    j = Journey(images)
+    started = time.monotonic()
+    try:
+        j.start()
+        print(f"journey: dependencies and services healthy in {time.monotonic() - started:.1f} s")
+        yield j
+    finally:
+        j.cleanup()
+
+
+@pytest.fixture(scope="module")
+def token(journey):
+    status, body, _ = journey.call(
+        "POST", "/api/auth/login", {"username": "demo", "password": journey.secrets["demo_password"]}
+    )
+    assert status == 200, body
+    assert body["token_type"] == "Bearer"  # noqa: S105
+    return body["token"]
+
+
+@pytest.fixture(scope="module")
+def idle_ws(journey, token):
+    """A WebSocket client that stays connected until the services stop (opened before the rate limit is spent)."""
+    ws = WebSocket(journey.gateway, "/api/notifications/ws", ["bearer", token])
+    assert ws.status == 101
+    yield ws
+    ws.close()
+
+
+def test_login_rejects_a_wrong_password(journey):
+    status, body, _ = journey.call("POST", "/api/auth/login", {"username": "demo", "password": "wrong-password"})
+    assert status == 401
+    status, _, _ = journey.call("POST", "/api/auth/login", {"username": "nobody", "password": "x"})
+    assert status == 401
+
+
+def test_journey_product_order_notification(journey, token, idle_ws):
+    status, product, _ = journey.call("POST", "/api/products", {"name": "Mug", "price_cents": 1299, "stock": 5}, token)
+    assert status == 201, product
+    status, listing, _ = journey.call("GET", "/api/products", token=token)
+    assert status == 200 and product in listing["products"]
+
+    ws = WebSocket(journey.gateway, "/api/notifications/ws", ["bearer", token])
+    try:
+        assert ws.status == 101, ws.headers
+        assert ws.headers.get("sec-websocket-protocol") == "bearer"
+        time.sleep(0.5)
+        status, order, _ = journey.call(
+            "POST", "/api/orders", {"items": [{"product_id": product["id"], "quantity": 2}]}, token
+        )
+        assert status == 201, order
+        assert order["total_cents"] == 2598 and order["user"] == "demo"
+        opcode, payload = ws.receive(timeout=20)
+        assert opcode == 0x1
+        message = json.loads(payload)
+        assert message["type"] == "order.created"
+        assert message["event_id"] == order["event_id"]
+        assert message["order"]["id"] == order["id"] and message["order"]["total_cents"] == 2598
+    finally:
+        ws.close()
+    status, orders, _ = journey.call("GET", "/api/orders", token=token)
+    assert status == 200 and orders["orders"][0]["id"] == order["id"]
+
+
+def test_bad_or_missing_jwt_is_401(journey, token):
+    head, body, sig = token.split(".")
+    forged = base64.urlsafe_b64encode(json.dumps({"alg": "none", "typ": "JWT"}).encode()).rstrip(b"=").decode()
+    for bad in (None, "not-a-jwt", f"{head}.{body}.{sig[:-4]}AAAA", f"{forged}.{body}."):
+        status, _, headers = journey.call("GET", "/api/products", token=bad)
+        assert status == 401, bad
+        assert headers["WWW-Authenticate"].startswith("Bearer")
+    ws = WebSocket(journey.gateway, "/api/notifications/ws", ["bearer", "not-a-jwt"])
+    assert ws.status == 401
+    ws.close()
+
+
+def test_rate_limit_yields_429(journey, token):
+    statuses = []
+    for _ in range(RATE_LIMIT + 2):
+        status, _, headers = journey.call("GET", "/api/products", token=token)
+        statuses.append(status)
+        if status == 429:
+            assert int(headers["Retry-After"]) > 0
+            break
+    assert statuses[-1] == 429, statuses
+    assert set(statuses[:-1]) == {200}
+
+
+def test_metrics_and_health(journey):
+    for svc, name in journey.apps.items():
+        out = docker(
+            "exec",
+            name,
+            "python3",
+            "-c",
+            "import urllib.request as u;print(u.urlopen('http://127.0.0.1:8080/metrics').read().decode())",
+        )
+        assert "# TYPE shopstream_http_requests_total counter" in out, svc
+        assert "shopstream_http_request_duration_seconds_bucket" in out, svc
+        assert docker("exec", name, "id", "-u") == str(APP_UID)
+    status, body, _ = journey.call("GET", "/healthz")
+    assert status == 200 and body["checks"] == {"redis": "ok"}
+    docker("pause", journey.redis)  # the gateway's dependency stops answering
+    try:
+        status, body, _ = journey.call("GET", "/healthz")
+        assert status == 503 and body["checks"]["redis"].startswith("error"), body
+    finally:
+        docker("unpause", journey.redis)
+    assert journey.call("GET", "/healthz")[0] == 200
+
+
+def test_logs_are_json_and_never_show_a_secret(journey):
+    for svc, name in journey.apps.items():
+        proc = subprocess.run(["docker", "logs", name], capture_output=True, text=True, check=True)
+        lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+        assert lines, svc
+        for line in lines:
+            entry = json.loads(line)
+            assert entry["service"] == svc and "level" in entry
+            for secret in journey.secrets.values():
+                assert secret not in line, f"{svc} logged a secret"
+
+
+def test_sigterm_stops_each_service_with_exit_0(journey, idle_ws):
+    # idle_ws is still connected: the gateway must close it (1001, going away) and still exit 0 in time.
+    for svc in ("gateway", "notification", "order", "product", "auth"):
+        name = journey.apps[svc]
+        started = time.monotonic()
+        docker("kill", "--signal", "TERM", name)
+        code = docker("wait", name, timeout=40)
+        elapsed = time.monotonic() - started
+        logs = docker("logs", "--tail", "5", name)
+        assert code == "0", f"{svc} exited {code}:\n{logs}"
+        assert '"msg":"stopped"' in logs and elapsed < 25, (svc, elapsed)
+        print(f"{svc}: exit 0 {elapsed:.1f} s after SIGTERM")
+        if svc == "gateway":
+            opcode, payload = idle_ws.receive(timeout=5)
+            while opcode == 0x1:  # it also received the journey's notification
+                opcode, payload = idle_ws.receive(timeout=5)
+            assert (opcode, payload[:2]) == (0x8, (1001).to_bytes(2, "big"))
+
+
+def test_a_missing_secret_file_stops_each_service_with_a_clear_error():
+    images = kit_images()
+    for svc, variable in (
+        ("auth", "DB_PASSWORD_FILE"),
+        ("gateway", "JWT_SIGNING_KEY_FILE"),
+        ("order", "DB_PASSWORD_FILE"),
+        ("notification", "RABBITMQ_PASSWORD_FILE"),
+    ):
+        proc = subprocess.run(
+            ["docker", "run", "--rm", "--name", f"{PREFIX}{uuid.uuid4().hex[:8]}", images["app"], svc],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 2, (svc, proc.stdout, proc.stderr)
+        entry = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert entry["level"] == "error" and variable in entry["msg"] and "missing" in entry["msg"], entry
+
+
+# --- the frontend image ----------------------------------------------------------------------------
+
+
+def test_frontend_serves_the_spa_without_proxying():
+    images = kit_images()
+    name = f"{PREFIX}{uuid.uuid4().hex[:8]}-frontend"
+    try:
+        docker("run", "-d", "--name", name, "--health-interval", "1s", images["frontend"])
+        wait_healthy(name, timeout=60)
+        assert (
+            "syntax is ok"
+            in subprocess.run(
+                ["docker", "exec", name, "nginx", "-t"], capture_output=True, text=True, check=True
+            ).stderr
+        )
+        ip = docker("inspect", "--format", "{{.NetworkSettings.IPAddress}}", name)
+
+        def get(path):
+            conn = http.client.HTTPConnection(ip, 80, timeout=10)
+            try:
+                conn.request("GET", path)
+                resp = conn.getresponse()
+                return resp.status, resp.read().decode(), resp.headers
+            finally:
+                conn.close()
+
+        status, body, headers = get("/")
+        assert status == 200 and "<title>ShopStream</title>" in body
+        assert "default-src 'self'" in headers["Content-Security-Policy"]
+        assert get("/app.js")[0] == 200 and "/api/notifications/ws" in get("/app.js")[1]
+        assert get("/products/7")[1] == body  # SPA fallback
+        assert get("/api/products")[0] == 404  # /api is the gateway's, never the SPA's
+        docker("kill", "--signal", "QUIT", name)
+        assert docker("wait", name, timeout=30) == "0"
+    finally:
+        docker("rm", "-f", name, check=False)

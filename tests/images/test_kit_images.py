@@ -1,0 +1,431 @@
+"""The kit's infrastructure images, each started from the kit image alone on this host's engine.
+
+Per image, where the official image has the feature: healthy, non-root as the official image,
+secret read from a file, refusal to start without it, data kept in the volume across a
+restart, clean exit on SIGTERM within the grace period. Images without secrets or data
+(nginx, node-exporter, traefik, python) are not in those tests: their official images have
+none either.
+"""
+
+import base64
+import hashlib
+import json
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+GRACE = 10  # docker stop's and swarm's default stop grace period
+PASSWORD = "kit-" + base64.b32encode(os.urandom(10)).decode().lower()
+
+PYTHON_SERVER = (
+    "import http.server,signal,sys\n"
+    "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        self.send_response(200 if self.path == '/healthz' else 404); self.end_headers()\n"
+    "http.server.HTTPServer(('', 8080), H).serve_forever()\n"
+)
+
+
+# ---------------------------------------------------------------- protocol helpers
+
+
+def http(url, method="GET", data=None, auth=None, timeout=5):
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - http:// URLs of our own test containers
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if auth:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http:// URLs of our own test containers
+            return response.status, response.read(), dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), dict(exc.headers)
+
+
+def redis_command(host, *args, password=None):
+    """One RESP command (after AUTH when a password is given); the first reply line."""
+    with socket.create_connection((host, 6379), timeout=5) as sock:
+        stream = sock.makefile("rwb")
+        commands = ([("AUTH", password)] if password else []) + [args]
+        for command in commands:
+            stream.write(f"*{len(command)}\r\n".encode())
+            for arg in command:
+                data = str(arg).encode()
+                stream.write(b"$%d\r\n%s\r\n" % (len(data), data))
+        stream.flush()
+        replies = []
+        for _ in commands:
+            line = stream.readline().decode().rstrip("\r\n")
+            if line.startswith("$") and line != "$-1":
+                line = stream.read(int(line[1:]) + 2)[:-2].decode()
+            replies.append(line)
+        return replies[-1]
+
+
+def rabbit_definitions(user, password):
+    """A RabbitMQ definitions file with one administrator (salted SHA-256, RabbitMQ's format)."""
+    salt = os.urandom(4)
+    digest = hashlib.sha256(salt + password.encode()).digest()
+    return json.dumps(
+        {
+            "users": [
+                {
+                    "name": user,
+                    "password_hash": base64.b64encode(salt + digest).decode(),
+                    "hashing_algorithm": "rabbit_password_hashing_sha256",
+                    "tags": ["administrator"],
+                }
+            ],
+            "vhosts": [{"name": "/"}],
+            "permissions": [{"user": user, "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}],
+        }
+    )
+
+
+def proc_uids(containers, name):
+    """The uids of the container's processes (docker top, from the host: no exec'd process counts)."""
+    lines = containers.top(name, "-eo", "pid,uid").splitlines()[1:]
+    return {int(line.split()[1]) for line in lines}
+
+
+# ---------------------------------------------------------------- per image setups
+
+
+def start_mariadb(containers, ref, volume):
+    secrets = containers.secrets(root="root-" + PASSWORD, user=PASSWORD)
+    return containers.run(
+        ref,
+        env={
+            "MARIADB_ROOT_PASSWORD_FILE": "/run/secrets/root",
+            "MARIADB_DATABASE": "shop",
+            "MARIADB_USER": "shop",
+            "MARIADB_PASSWORD_FILE": "/run/secrets/user",
+        },
+        mounts=[(secrets, "/run/secrets", "ro"), (volume, "/var/lib/mysql")],
+    )
+
+
+def start_redis(containers, ref, volume):
+    secrets = containers.secrets(redis_password=PASSWORD)
+    return containers.run(
+        ref,
+        env={"REDIS_PASSWORD_FILE": "/run/secrets/redis_password"},
+        mounts=[(secrets, "/run/secrets", "ro"), (volume, "/data")],
+    )
+
+
+def start_rabbitmq(containers, ref, volume):
+    secrets = containers.secrets(definitions=rabbit_definitions("shop", PASSWORD))
+    return containers.run(
+        ref,
+        mounts=[
+            (os.path.join(secrets, "definitions"), "/etc/rabbitmq/definitions.json", "ro"),
+            (volume, "/var/lib/rabbitmq"),
+        ],
+        name=None,
+    )
+
+
+def start_prometheus(containers, ref, volume):
+    config = containers.secrets(
+        **{
+            "prometheus.yml": "global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: self\n"
+            "    static_configs: [{targets: ['localhost:9090']}]\n"
+        }
+    )
+    return containers.run(
+        ref,
+        mounts=[
+            (os.path.join(config, "prometheus.yml"), "/etc/prometheus/prometheus.yml", "ro"),
+            (volume, "/prometheus"),
+        ],
+    )
+
+
+def start_simple(path):
+    def start(containers, ref, volume):
+        return containers.run(ref, mounts=[(volume, path)] if path else ())
+
+    return start
+
+
+def start_python(containers, ref, volume):
+    return containers.run(ref, "python3", "-c", PYTHON_SERVER, user="app")
+
+
+STARTERS = {
+    "mariadb": start_mariadb,
+    "redis": start_redis,
+    "rabbitmq": start_rabbitmq,
+    "prometheus": start_prometheus,
+    "alertmanager": start_simple("/alertmanager"),
+    "registry": start_simple("/var/lib/registry"),
+    "nginx": start_simple(None),
+    "node-exporter": start_simple(None),
+    "traefik": start_simple(None),
+    "python": start_python,
+}
+# The uids processes run as, as in the official images (nginx: a root master, workers 101;
+# registry and traefik run as root there too).
+EXPECTED_UIDS = {
+    "mariadb": {999},
+    "redis": {999},
+    "rabbitmq": {999},
+    "prometheus": {65534},
+    "alertmanager": {65534},
+    "node-exporter": {65534},
+    "nginx": {0, 101},
+    "registry": {0},
+    "traefik": {0},
+    "python": {10001},
+}
+HEALTH_TIMEOUT = {"rabbitmq": 180, "mariadb": 120}
+
+
+def start(containers, kit_ref, image):
+    volume = containers.volume()
+    name = STARTERS[image](containers, kit_ref(image), volume)
+    containers.wait_healthy(name, HEALTH_TIMEOUT.get(image, 60))
+    return name, volume
+
+
+# ---------------------------------------------------------------- every image
+
+
+@pytest.mark.parametrize("image", sorted(STARTERS))
+def test_starts_healthy_as_the_official_user_and_stops_on_sigterm(containers, kit_ref, image):
+    name, _ = start(containers, kit_ref, image)
+    assert proc_uids(containers, name) == EXPECTED_UIDS[image]
+    code, seconds = containers.sigterm(name, GRACE)
+    assert code is not None, f"{image} still ran {GRACE} s after SIGTERM:\n{containers.logs(name)[-2000:]}"
+    assert code in (0, 143), (
+        f"{image} exited with {code} on SIGTERM after {seconds:.1f} s:\n{containers.logs(name)[-2000:]}"
+    )
+
+
+# ---------------------------------------------------------------- secrets
+
+
+def test_mariadb_reads_its_passwords_from_files(containers, kit_ref):
+    name, _ = start(containers, kit_ref, "mariadb")
+    query = ["mariadb", "-h127.0.0.1", "-ushop", "shop", "-N", "-e", "SELECT CURRENT_USER(), DATABASE()"]
+    result = containers.exec(name, *query, env={"MYSQL_PWD": PASSWORD})
+    assert result.stdout.split() == ["shop@%", "shop"]
+    root = ["mariadb", "-h127.0.0.1", "-uroot", "-N", "-e", "SELECT 1"]
+    assert containers.exec(name, *root, env={"MYSQL_PWD": "root-" + PASSWORD}).stdout.strip() == "1"
+    assert containers.exec(name, *root, env={"MYSQL_PWD": "wrong"}, check=False).returncode != 0
+    assert containers.exec(name, "mariadb", "-uroot", "-N", "-e", "SELECT 1", check=False).returncode != 0, (
+        "root logs in without a password"
+    )
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        (
+            {"MARIADB_ROOT_PASSWORD_FILE": "/run/secrets/missing"},
+            "MARIADB_ROOT_PASSWORD_FILE names /run/secrets/missing",
+        ),
+        ({}, "no root password is given"),
+        (
+            {
+                "MARIADB_ROOT_PASSWORD_FILE": "/run/secrets/root",
+                "MARIADB_USER": "shop",
+                "MARIADB_PASSWORD_FILE": "/run/secrets/nope",
+            },
+            "MARIADB_PASSWORD_FILE names /run/secrets/nope",
+        ),
+    ],
+    ids=["root-secret-missing", "no-password-at-all", "user-secret-missing"],
+)
+def test_mariadb_refuses_to_start_without_its_secret(containers, kit_ref, env, expected):
+    secrets = containers.secrets(root=PASSWORD)
+    name = containers.run(
+        kit_ref("mariadb"), env=env, mounts=[(secrets, "/run/secrets", "ro"), (containers.volume(), "/var/lib/mysql")]
+    )
+    assert containers.wait_exit(name, 30) != 0
+    assert expected in containers.logs(name)
+
+
+def test_redis_reads_its_password_from_a_file_never_the_command_line(containers, kit_ref):
+    name, _ = start(containers, kit_ref, "redis")
+    ip = containers.ip(name)
+    assert redis_command(ip, "PING").startswith("-NOAUTH")
+    assert redis_command(ip, "PING", password=PASSWORD) == "+PONG"
+    cmdline = containers.exec(name, "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '").stdout
+    assert PASSWORD not in cmdline and cmdline.startswith("redis-server")
+    assert PASSWORD not in json.dumps(containers.inspect(name)["Config"])
+
+
+def test_redis_with_an_acl_file_from_the_config(containers, kit_ref):
+    files = containers.secrets(
+        **{
+            "users.acl": f"user default off\nuser shop on >{PASSWORD} ~* &* +@all\n",
+            "redis.conf": "aclfile /run/secrets/users.acl\n",
+        }
+    )
+    name = containers.run(
+        kit_ref("redis"), "redis-server", "/run/secrets/redis.conf", mounts=[(files, "/run/secrets", "ro")]
+    )
+    containers.wait_healthy(name, 60)
+    ip = containers.ip(name)
+    assert redis_command(ip, "PING").startswith("-NOAUTH")
+    with socket.create_connection((ip, 6379), timeout=5) as sock:
+        sock.sendall(f"AUTH shop {PASSWORD}\r\nPING\r\n".encode())
+        time.sleep(0.5)
+        assert sock.recv(100) == b"+OK\r\n+PONG\r\n"
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({"REDIS_PASSWORD_FILE": "/run/secrets/missing"}, "REDIS_PASSWORD_FILE names /run/secrets/missing"),
+        ({}, "no password"),
+    ],
+    ids=["secret-missing", "no-password-at-all"],
+)
+def test_redis_refuses_to_start_without_its_secret(containers, kit_ref, env, expected):
+    name = containers.run(kit_ref("redis"), env=env, mounts=[(containers.secrets(other="x"), "/run/secrets", "ro")])
+    assert containers.wait_exit(name, 30) != 0
+    assert expected in containers.logs(name)
+
+
+def test_rabbitmq_takes_its_users_from_the_definitions_file(containers, kit_ref):
+    name, _ = start(containers, kit_ref, "rabbitmq")
+    api = f"http://{containers.ip(name)}:15672/api/whoami"
+    status, body, _ = http(api, auth=("shop", PASSWORD))
+    assert status == 200 and json.loads(body)["name"] == "shop"
+    assert http(api, auth=("shop", "wrong"))[0] == 401
+    assert http(api, auth=("guest", "guest"))[0] == 401, "guest logs in from outside the container"
+
+
+def test_rabbitmq_refuses_to_start_without_its_definitions(containers, kit_ref):
+    name = containers.run(kit_ref("rabbitmq"))
+    assert containers.wait_exit(name, 30) != 0
+    assert "definitions file /etc/rabbitmq/definitions.json" in containers.logs(name)
+
+
+# ---------------------------------------------------------------- data across a restart
+
+
+def test_mariadb_keeps_its_data_across_a_restart(containers, kit_ref):
+    name, volume = start(containers, kit_ref, "mariadb")
+    pwd = {"MYSQL_PWD": PASSWORD}
+    sql = "CREATE TABLE t (v VARCHAR(20)); INSERT INTO t VALUES ('kept');"
+    containers.exec(name, "mariadb", "-h127.0.0.1", "-ushop", "shop", "-e", sql, env=pwd)
+    containers.restart(name)
+    containers.wait_healthy(name, 120)
+    logs = containers.logs(name)
+    assert logs.count("Initialising the database") == 1, "the datadir was initialised twice"
+    out = containers.exec(
+        name, "mariadb", "-h127.0.0.1", "-ushop", "shop", "-N", "-e", "SELECT v FROM t", env=pwd
+    ).stdout
+    assert out.strip() == "kept"
+
+
+def test_redis_keeps_its_data_across_a_restart(containers, kit_ref):
+    name, _ = start(containers, kit_ref, "redis")
+    assert redis_command(containers.ip(name), "SET", "kittest", "kept", password=PASSWORD) == "+OK"
+    containers.restart(name)
+    containers.wait_healthy(name, 60)
+    assert redis_command(containers.ip(name), "GET", "kittest", password=PASSWORD) == "kept"
+
+
+def test_rabbitmq_keeps_its_data_across_a_restart(containers, kit_ref):
+    name, _ = start(containers, kit_ref, "rabbitmq")
+    containers.exec(name, "rabbitmqctl", "-q", "add_vhost", "kittest-kept")
+    containers.restart(name)
+    containers.wait_healthy(name, 180)
+    assert "kittest-kept" in containers.exec(name, "rabbitmqctl", "-q", "list_vhosts").stdout
+
+
+def test_prometheus_keeps_its_data_across_a_restart(containers, kit_ref):
+    name, _ = start(containers, kit_ref, "prometheus")
+    query = "http://{}:9090/api/v1/query?query=up&time={:.3f}"
+    deadline = time.monotonic() + 30
+    while True:
+        before = time.time()
+        result = json.loads(http(query.format(containers.ip(name), before))[1])["data"]["result"]
+        if result or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert result, "prometheus scraped nothing"
+    containers.restart(name)
+    containers.wait_healthy(name, 60)
+    # A sample from before the restart can only come from the TSDB in the volume.
+    result = json.loads(http(query.format(containers.ip(name), before))[1])["data"]["result"]
+    assert result and float(result[0]["value"][0]) == pytest.approx(before, abs=0.01)
+
+
+def test_alertmanager_keeps_its_silences_across_a_restart(containers, kit_ref):
+    name, _ = start(containers, kit_ref, "alertmanager")
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    silence = {
+        "matchers": [{"name": "alertname", "value": "kittest", "isRegex": False}],
+        "startsAt": now,
+        "endsAt": later,
+        "createdBy": "kittest",
+        "comment": "kept",
+    }
+    url = f"http://{containers.ip(name)}:9093/api/v2/silences"
+    status, body, _ = http(url, "POST", json.dumps(silence).encode())
+    assert status == 200, body
+    # Alertmanager writes silences to its data dir on shutdown and every 15 minutes.
+    containers.restart(name)
+    containers.wait_healthy(name, 60)
+    silences = json.loads(http(f"http://{containers.ip(name)}:9093/api/v2/silences")[1])
+    assert [s["comment"] for s in silences if s["status"]["state"] == "active"] == ["kept"]
+
+
+def test_registry_keeps_its_blobs_across_a_restart(containers, kit_ref):
+    name, _ = start(containers, kit_ref, "registry")
+    blob = b"kittest blob " + os.urandom(8)
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    base = f"http://{containers.ip(name)}:5000"
+    status, _, headers = http(f"{base}/v2/kittest/blobs/uploads/", "POST", b"")
+    assert status == 202
+    location = headers["Location"]
+    location = location if location.startswith("http") else base + location
+    separator = "&" if "?" in location else "?"
+    request = urllib.request.Request(f"{location}{separator}digest={digest}", data=blob, method="PUT")  # noqa: S310 - http:// URLs of our own test containers
+    request.add_header("Content-Type", "application/octet-stream")
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - http:// URLs of our own test containers
+        assert response.status == 201
+    containers.restart(name)
+    containers.wait_healthy(name, 60)
+    status, body, _ = http(f"http://{containers.ip(name)}:5000/v2/kittest/blobs/{digest}")
+    assert status == 200 and body == blob
+
+
+# ---------------------------------------------------------------- interfaces
+
+
+def test_traefik_serves_its_ping_and_the_config_path(containers, kit_ref):
+    name, _ = start(containers, kit_ref, "traefik")
+    assert http(f"http://{containers.ip(name)}:8080/ping")[:2] == (200, b"OK")
+    assert containers.exec(name, "traefik", "version").stdout.split()[:2] == ["Version:", "3.7.15"]
+
+
+def test_nginx_serves_html_and_conf_d(containers, kit_ref):
+    name, _ = start(containers, kit_ref, "nginx")
+    status, body, _ = http(f"http://{containers.ip(name)}/")
+    assert status == 200 and b"nginx" in body
+    containers.exec(name, "test", "-f", "/etc/nginx/conf.d/default.conf")
+
+
+def test_node_exporter_serves_metrics(containers, kit_ref):
+    name, _ = start(containers, kit_ref, "node-exporter")
+    status, body, _ = http(f"http://{containers.ip(name)}:9100/metrics")
+    assert status == 200 and b"node_cpu_seconds_total" in body
+
+
+def test_python_has_the_service_libraries(containers, kit_ref):
+    name, _ = start(containers, kit_ref, "python")
+    containers.exec(name, "python3", "-c", "import pymysql, redis, pika, websockets, yaml")

@@ -1,0 +1,146 @@
+"""The gateway in-process, with an in-memory Redis and a stand-in upstream: 401, 429, routing, user header."""
+
+import http.client
+import json
+import threading
+
+import pytest
+from services_fakes import FakeRedis
+from shopstream import common, gateway
+
+KEY = "g" * 40
+
+
+def request(address, method, path, body=None, headers=None):
+    conn = http.client.HTTPConnection(*address, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read(), resp.headers
+    finally:
+        conn.close()
+
+
+def start(app):
+    thread = threading.Thread(target=app.run, args=("127.0.0.1", 0, False), daemon=True)
+    thread.start()
+    assert app.listening.wait(5)
+    return thread
+
+
+@pytest.fixture
+def stack(secrets_dir, monkeypatch):
+    (secrets_dir / "jwt_signing_key").write_text(KEY)
+    (secrets_dir / "redis_password").write_text("unused")
+    redis = FakeRedis()
+    monkeypatch.setattr(common, "redis_client", lambda: redis)
+    upstream = common.App("upstream")
+    seen = []
+
+    def echo(req):
+        seen.append(req)
+        return 200, {"path": req.path, "user": req.user, "body": req.body().decode()}, {"X-Secret-Header": "no"}
+
+    upstream.route("*", "/api/.*", echo)
+    threads = [start(upstream)]
+    for name in ("auth", "product", "order"):
+        monkeypatch.setenv(f"{name.upper()}_HOST", "127.0.0.1")
+        monkeypatch.setenv(f"{name.upper()}_PORT", str(upstream.address[1]))
+    monkeypatch.setenv("RATE_LIMIT_REQUESTS", "5")
+    monkeypatch.setenv("RATE_LIMIT_LOGIN_REQUESTS", "2")
+    app = gateway.build()
+    threads.append(start(app))
+    yield app.address, seen, redis
+    for a in (app, upstream):
+        a.stopping.set()
+    for t in threads:
+        t.join(10)
+
+
+def bearer(sub="demo", key=KEY, ttl=600):
+    return {"Authorization": "Bearer " + common.issue_jwt(key, sub, ttl)}
+
+
+def test_login_needs_no_token_and_is_forwarded(stack):
+    address, seen, _ = stack
+    status, body, headers = request(
+        address, "POST", "/api/auth/login", b'{"username":"demo"}', {"Content-Type": "application/json"}
+    )
+    assert status == 200
+    assert json.loads(body) == {"path": "/api/auth/login", "user": None, "body": '{"username":"demo"}'}
+    assert "X-Secret-Header" not in headers and headers["X-Request-Id"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer nonsense"},
+        {"Authorization": "Basic ZGVtbzpkZW1v"},
+        bearer(key="x" * 40),
+        bearer(ttl=-600),
+    ],
+)
+def test_missing_or_bad_token_is_401_and_not_forwarded(stack, headers):
+    address, seen, _ = stack
+    status, body, resp_headers = request(address, "GET", "/api/products", headers=headers)
+    assert status == 401
+    assert resp_headers["WWW-Authenticate"].startswith("Bearer")
+    assert not seen
+
+
+def test_verified_user_is_forwarded_and_a_forged_user_header_is_replaced(stack):
+    address, seen, _ = stack
+    headers = {**bearer("alice"), common.USER_HEADER: "admin"}
+    status, body, _ = request(address, "POST", "/api/orders", b'{"items":[]}', headers)
+    assert status == 200
+    assert json.loads(body)["user"] == "alice"
+    assert seen[0].headers.get_all(common.USER_HEADER) == ["alice"]
+    assert "Authorization" not in seen[0].headers
+    assert request(address, "GET", "/api/products/3?limit=2", headers=bearer())[0] == 200
+    assert seen[-1].path == "/api/products/3" and seen[-1].query == {"limit": "2"}
+
+
+def test_rate_limit_per_client_answers_429(stack):
+    address, _, _ = stack
+    statuses = [request(address, "GET", "/api/products", headers=bearer("bob"))[0] for _ in range(7)]
+    assert statuses == [200] * 5 + [429] * 2
+    status, _, headers = request(address, "GET", "/api/products", headers=bearer("bob"))
+    assert status == 429 and 1 <= int(headers["Retry-After"]) <= 60
+    assert request(address, "GET", "/api/products", headers=bearer("carol"))[0] == 200  # another client
+
+
+def test_login_has_its_own_stricter_limit(stack):
+    address, _, _ = stack
+    statuses = [request(address, "POST", "/api/auth/login", b"{}")[0] for _ in range(3)]
+    assert statuses == [200, 200, 429]
+
+
+def test_redis_outage_lets_requests_through_and_fails_healthz(stack):
+    address, _, redis = stack
+
+    def down(transaction=True):
+        raise ConnectionError("redis down")
+
+    redis.pipeline = down
+    redis.ping = lambda: down()
+    assert request(address, "GET", "/api/products", headers=bearer())[0] == 200
+    assert request(address, "GET", "/healthz")[0] == 503
+
+
+def test_unknown_paths_and_upstream_down(stack, monkeypatch):
+    address, _, _ = stack
+    assert request(address, "GET", "/api/secrets", headers=bearer())[0] == 404
+    assert request(address, "GET", "/metrics")[0] == 200
+
+
+def test_client_address_takes_the_trusted_proxy_entry():
+    assert gateway.client_address("10.0.0.2", "1.1.1.1, 2.2.2.2", 1) == "2.2.2.2"
+    assert gateway.client_address("10.0.0.2", "1.1.1.1, 2.2.2.2", 0) == "10.0.0.2"
+    assert gateway.client_address("10.0.0.2", None, 1) == "10.0.0.2"
+
+
+def test_bearer_token_from_header_or_websocket_subprotocol():
+    assert gateway.bearer_token({"Authorization": "Bearer abc"}) == ("abc", False)
+    assert gateway.bearer_token({"Sec-WebSocket-Protocol": "bearer, a.b.c"}) == ("a.b.c", True)
+    assert gateway.bearer_token({"Sec-WebSocket-Protocol": "chat"}) == (None, False)
