@@ -53,10 +53,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  docker_host:
-    description: The Docker daemon's socket on a swarm manager.
-    type: str
-    default: unix:///var/run/docker.sock
 attributes:
   check_mode:
     support: full

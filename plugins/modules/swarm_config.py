@@ -17,6 +17,7 @@ description:
     limit differ.
 extends_documentation_fragment:
   - shopstream.swarm.versioned_object
+  - shopstream.swarm.engine_api
 options:
   data:
     description:

@@ -19,6 +19,8 @@ description:
   - A host already in a swarm is left alone and reported unchanged. Whether that swarm is the
     right one is for M(shopstream.swarm.swarm_host_info) and the preflight role to decide.
   - Talks to the Engine API over its unix socket with the Python standard library only.
+extends_documentation_fragment:
+  - shopstream.swarm.engine_api
 options:
   remote_addrs:
     description: Addresses (C(host:port)) of managers of the swarm.
@@ -51,10 +53,6 @@ options:
     description: Seconds to wait for the join and, for a manager, for it to become reachable.
     type: int
     default: 120
-  docker_host:
-    description: The Docker daemon's socket.
-    type: str
-    default: unix:///var/run/docker.sock
 attributes:
   check_mode:
     support: full

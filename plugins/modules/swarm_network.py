@@ -18,6 +18,8 @@ description:
   - Reads the C(encrypted) option as Docker reports it (the key's presence, whatever its value,
     L(docker/docs#8521,https://github.com/docker/docs/issues/8521)), so encrypted overlays stay
     unchanged on every run.
+extends_documentation_fragment:
+  - shopstream.swarm.engine_api
 options:
   name:
     description: The network's name.
@@ -56,10 +58,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  docker_host:
-    description: The Docker daemon's socket on a swarm manager.
-    type: str
-    default: unix:///var/run/docker.sock
 attributes:
   check_mode:
     support: full

@@ -12,6 +12,8 @@ description:
   - Read-only. For every logical secret and config made by M(shopstream.swarm.swarm_secret) and
     M(shopstream.swarm.swarm_config), lists its versions newest first, the current (newest) one, and
     which services use which version. Never returns content.
+extends_documentation_fragment:
+  - shopstream.swarm.engine_api
 options:
   kinds:
     description: Which kinds to list.
@@ -24,10 +26,6 @@ options:
     type: list
     elements: str
     default: []
-  docker_host:
-    description: The Docker daemon's socket on a swarm manager.
-    type: str
-    default: unix:///var/run/docker.sock
 attributes:
   check_mode:
     support: full

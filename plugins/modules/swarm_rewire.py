@@ -16,6 +16,8 @@ description:
   - Waits until each update completes. A rollback, a paused update or a timeout fails the task and
     names the service and the task error; services updated before it stay updated.
   - Then removes versions beyond O(keep) that no service references any more.
+extends_documentation_fragment:
+  - shopstream.swarm.engine_api
 options:
   secrets:
     description: Logical secret name to the versioned name services must use.
@@ -37,10 +39,6 @@ options:
     description: Seconds to wait for each service update.
     type: int
     default: 300
-  docker_host:
-    description: The Docker daemon's socket on a swarm manager.
-    type: str
-    default: unix:///var/run/docker.sock
 attributes:
   check_mode:
     support: full

@@ -19,6 +19,7 @@ description:
     waits until their updates complete.
 extends_documentation_fragment:
   - shopstream.swarm.versioned_object
+  - shopstream.swarm.engine_api
 options:
   data:
     description:
