@@ -6,6 +6,7 @@ also proves that mode. The test leaves the host as `make deploy` would.
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,15 @@ SITE = ("site.yml", "-i", "inventories/local", "--vault-password-file", str(LOCA
 
 @pytest.fixture(scope="module", autouse=True)
 def local_vault():
-    """As `make deploy` does: the local inventory's vault, made on first use; its values."""
+    """As `make deploy` does: the local inventory's vault, made on first use; its values.
+
+    A new vault on a host that runs a platform deployed from another checkout's vault is a new
+    machine's deploy on an old machine: MariaDB's data holds the other vault's passwords, so the
+    platform is removed first (its stacks and their volumes), as a fresh machine would not have it.
+    """
     has_pass = (LOCAL / ".vault-pass").exists()
+    if not has_pass:
+        remove_platform()
     run = playbook(
         "playbooks/vault-init.yml",
         "-i",
@@ -39,6 +47,21 @@ NETWORKS = {
     "data": ("overlay", "swarm", True),
     "monitoring": ("overlay", "swarm", False),
 }
+
+
+def remove_platform():
+    stacks = [f"shopstream-{name}" for name in ("monitoring", "edge", "app", "data")]
+    docker("stack", "rm", *stacks)
+    deadline = time.monotonic() + 120
+    namespaces = [f"label=com.docker.stack.namespace={stack}" for stack in stacks]
+    while time.monotonic() < deadline:
+        if not any(docker("ps", "-aq", "--filter", label).stdout.split() for label in namespaces):
+            break
+        time.sleep(2)
+    for stack in stacks:
+        volumes = docker("volume", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={stack}").stdout.split()
+        if volumes:
+            docker("volume", "rm", *volumes)
 
 
 def swarm_info():

@@ -351,3 +351,24 @@ def test_an_invalid_template_fails_before_any_config_changes(inventory):
     assert run.rc != 0
     assert "[nginx] itest_nginx (/etc/nginx/conf.d/default.conf)" in run.out, run.out
     assert [n for n in docker("config", "ls", "--format", "{{.Name}}").stdout.split() if n.startswith("itest_")] == []
+
+
+def test_a_new_database_password_is_refused_while_services_use_the_current_one(inventory, tmp_path, probe_image):
+    values = secret_vars()
+    (tmp_path / "vars.json").write_text(json.dumps(dict(values, secrets_prefix="itest_")))
+    args = ("playbooks/secrets.yml", "-i", inventory(managers=["localhost"]), "-e", f"@{tmp_path / 'vars.json'}")
+    first = playbook(*args)
+    assert first.rc == 0, first.out
+    current = objects("secret", "itest_mariadb_password")
+    docker("service", "create", "-d", "--name", "itest_db_user", "--no-resolve-image",
+           "--secret", f"source={current[0]},target=db_password", probe_image, "sleep", "100000")  # fmt: skip
+
+    (tmp_path / "vars.json").write_text(
+        json.dumps(dict(values, secrets_prefix="itest_", vault_shopstream_mariadb_password=secrets.token_hex(16)))
+    )
+    refused = playbook(*args)
+    assert refused.rc != 0
+    assert "mariadb_password changed in the vault while services use the current version (itest_db_user)" in " ".join(
+        refused.out.split()
+    ), refused.out
+    assert objects("secret", "itest_mariadb_password") == current
