@@ -11,6 +11,7 @@ swarm stays writable.
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -66,7 +67,10 @@ def inventories(tmp_path_factory):
             }
         )
     )
-    foreign = tmp / "foreign.yml"
+    # node6's own swarm gets the scenario's group_vars (its vault, and no images or stack).
+    (tmp / "foreign").mkdir()
+    (tmp / "foreign" / "group_vars").symlink_to(Path(INVENTORY).parent / "group_vars")
+    foreign = tmp / "foreign" / "hosts.yml"
     foreign.write_text(
         yaml.safe_dump({"swarm": {"vars": auto, "children": {"swarm_managers": {"hosts": {"node6": node6}}}}})
     )
