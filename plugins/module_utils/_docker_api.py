@@ -93,6 +93,11 @@ class DockerClient:
         return self.request("GET", path)[1]
 
 
+def list_services(client):
+    """Every service of the swarm (``GET /services``): ID, Version, Spec, UpdateStatus..."""
+    return client.get_json("/services") or []
+
+
 def filters_param(**filters):
     """The ``filters=`` query parameter of list endpoints, e.g. ``filters_param(label=["a=b"])``."""
     return "filters=" + quote(json.dumps(filters, separators=(",", ":")), safe="")

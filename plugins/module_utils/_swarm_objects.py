@@ -21,7 +21,7 @@ import re
 import time
 from datetime import datetime, timezone
 
-from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import filters_param
+from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import filters_param, list_services
 
 LOGICAL_LABEL = "com.shopstream.object"
 CREATED_LABEL = "com.shopstream.created"
@@ -193,7 +193,8 @@ class ObjectStore:
         return sort_versions(found)
 
     def services(self):
-        return self.client.get_json("/services") or []
+        # Services are no concern of the store: use list_services. Kept while _object_module's absent() calls it.
+        return list_services(self.client)
 
     def create(self, name, logical, data, labels):
         all_labels = dict(labels or {})
@@ -353,7 +354,7 @@ def rewire_and_prune(client, targets, keep=3, prune=True, rewire=True, check_mod
                 versions[kind][logical].insert(0, {"ID": PLACEHOLDER_ID, "Spec": {"Name": name}})
             current[(kind, logical)] = match[0]["ID"] if match else PLACEHOLDER_ID
 
-    services = ObjectStore(client, SECRET).services() if targets else []
+    services = list_services(client) if targets else []
     rewired = []
     if rewire:
         moves = {
@@ -371,7 +372,7 @@ def rewire_and_prune(client, targets, keep=3, prune=True, rewire=True, check_mod
             rewired.append({"service": spec["Name"], "moved": {k: [list(m) for m in v] for k, v in moved.items()}})
             service["Spec"] = spec  # what the references will be, for the prune decision below
         if rewired and not check_mode:
-            services = ObjectStore(client, SECRET).services()
+            services = list_services(client)
 
     pruned, in_use = [], []
     if prune:

@@ -105,6 +105,7 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api impor
     DockerAPIError,
     DockerClient,
     filters_param,
+    list_services,
 )
 from ansible_collections.shopstream.swarm.plugins.module_utils._networks import (
     actual_state,
@@ -129,7 +130,7 @@ class NetworkManager:
         return self.client.get_json(f"/networks/{exact[0]['Id']}") if exact else None
 
     def in_use(self, network):
-        return users(network["Id"], network["Name"], self.client.get_json("/services") or [])
+        return users(network["Id"], network["Name"], list_services(self.client))
 
     def create(self, wanted):
         if self.module.check_mode:

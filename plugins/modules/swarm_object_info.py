@@ -71,7 +71,11 @@ configs:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import DockerAPIError, DockerClient
+from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import (
+    DockerAPIError,
+    DockerClient,
+    list_services,
+)
 from ansible_collections.shopstream.swarm.plugins.module_utils._swarm_objects import KINDS, ObjectStore, inventory
 
 
@@ -87,7 +91,7 @@ def main():
     client = DockerClient(module.params["docker_host"], timeout=30)
     result = {"secrets": {}, "configs": {}}
     try:
-        services = client.get_json("/services") or []
+        services = list_services(client)
         for kind_name in module.params["kinds"]:
             kind = KINDS[kind_name]
             listed = inventory(ObjectStore(client, kind).versions(), services, kind)

@@ -250,6 +250,8 @@ stderr:
   type: str
 """
 
+import tempfile
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import DockerAPIError, DockerClient
@@ -283,6 +285,13 @@ class StackModule:
         self.client = DockerClient(p["docker_host"], timeout=30)
 
         def run(args, data=None):
+            # The compose file goes to the CLI as a file, not on stdin: a CLI that fails before it
+            # reads stdin would leave only a broken pipe, where its own error is what to report.
+            if data is not None and "-" in args:
+                with tempfile.NamedTemporaryFile("w", suffix=".yml", dir=module.tmpdir, delete=False) as handle:
+                    handle.write(data)
+                args = [handle.name if a == "-" else a for a in args]
+                data = None
             return module.run_command(args, data=data, environ_update={"DOCKER_HOST": p["docker_host"]})
 
         self.deployer = StackDeployer(self.client, run, p["name"], docker_cli=p["docker_cli"], timeout=p["timeout"])

@@ -16,7 +16,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,6 +24,7 @@ import uuid
 import pytest
 
 from ansible_collections.shopstream.swarm.plugins.module_utils import _image_kit
+from ansible_collections.shopstream.swarm.plugins.module_utils._journey import Client, WebSocket, run_journey
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PREFIX = "journeytest-"
@@ -32,7 +32,6 @@ APP_UID = 10001  # user "app" of the python image, which the app image runs as
 RABBITMQ_UID = 999
 SERVICES = ("auth", "product", "order", "notification", "gateway")
 RATE_LIMIT = 30
-WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI")
 
@@ -240,80 +239,8 @@ class Journey:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def call(self, method, path, body=None, token=None, headers=None):
-        conn = http.client.HTTPConnection(*self.gateway, timeout=30)
-        hdrs = dict(headers or {})
-        if token:
-            hdrs["Authorization"] = f"Bearer {token}"
-        if body is not None:
-            hdrs["Content-Type"] = "application/json"
-            body = json.dumps(body)
-        try:
-            conn.request(method, path, body=body, headers=hdrs)
-            resp = conn.getresponse()
-            data = resp.read()
-            return resp.status, (json.loads(data) if data else None), resp.headers
-        finally:
-            conn.close()
-
-
-# --- a WebSocket client written against RFC 6455, independent of the services' code ----------------
-
-
-class WebSocket:
-    def __init__(self, address, path, protocols=()):
-        self.sock = socket.create_connection(address, timeout=10)
-        key = base64.b64encode(os.urandom(16)).decode()
-        lines = [
-            f"GET {path} HTTP/1.1",
-            f"Host: {address[0]}:{address[1]}",
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            f"Sec-WebSocket-Key: {key}",
-            "Sec-WebSocket-Version: 13",
-        ]
-        if protocols:
-            lines.append("Sec-WebSocket-Protocol: " + ", ".join(protocols))
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        self.buffer = b""
-        while b"\r\n\r\n" not in self.buffer:
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                break
-            self.buffer += chunk
-        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        self.status = int(lines[0].split()[1])
-        self.headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
-        expected = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()  # noqa: S324
-        if self.status == 101:
-            assert self.headers["sec-websocket-accept"] == expected
-
-    def _take(self, n):
-        while len(self.buffer) < n:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("closed")
-            self.buffer += chunk
-        data, self.buffer = self.buffer[:n], self.buffer[n:]
-        return data
-
-    def receive(self, timeout=15):
-        """(opcode, payload) of the next data or close frame; pings are skipped."""
-        self.sock.settimeout(timeout)
-        while True:
-            b0, b1 = self._take(2)
-            assert not b1 & 0x80, "server frames are not masked"
-            n = b1 & 0x7F
-            if n == 126:
-                n = int.from_bytes(self._take(2), "big")
-            elif n == 127:
-                n = int.from_bytes(self._take(8), "big")
-            payload = self._take(n)
-            if b0 & 0x0F not in (0x9, 0xA):
-                return b0 & 0x0F, payload
-
-    def close(self):
-        self.sock.close()
+        """(status, JSON body, headers) of one request to the gateway (the collection's journey client)."""
+        return Client(f"http://{self.gateway[0]}:{self.gateway[1]}").call(method, path, body, token, headers)
 
 
 # --- the journey ---------------------------------------------------------------------------------
@@ -391,6 +318,21 @@ def test_journey_product_order_notification(journey, token, idle_ws):
         ws.close()
     status, orders, _ = journey.call("GET", "/api/orders", token=token)
     assert status == 200 and orders["orders"][0]["id"] == order["id"]
+
+
+def test_the_modules_journey_client_walks_it(journey):
+    """plugins/module_utils/_journey.run_journey, which shopstream.swarm.platform_journey runs through Traefik."""
+    client = Client(f"http://{journey.gateway[0]}:{journey.gateway[1]}")
+    result = run_journey(client, "demo", journey.secrets["demo_password"], product_name="Journey client")
+    assert [step["step"] for step in result["steps"]] == [
+        "login",
+        "create product",
+        "notification websocket",
+        "place order",
+        "notification",
+    ]
+    assert result["steps"][-1]["type"] == "order.created" and result["steps"][-1]["order_id"] == result["order_id"]
+    assert journey.secrets["demo_password"] not in json.dumps(result)
 
 
 def test_bad_or_missing_jwt_is_401(journey, token):

@@ -23,6 +23,7 @@ OURS = [
     "node-exporter",
     "registry",
     "traefik",
+    "socket-proxy",
 ]
 
 

@@ -155,6 +155,12 @@ def start_simple(path):
     return start
 
 
+def start_socket_proxy(containers, ref, volume):
+    return containers.run(
+        ref, mounts=[("/var/run/docker.sock", "/var/run/docker.sock", "ro"), (volume, "/run/docker-api")]
+    )
+
+
 def start_python(containers, ref, volume):
     return containers.run(ref, "python3", "-c", PYTHON_SERVER, user="app")
 
@@ -170,9 +176,10 @@ STARTERS = {
     "node-exporter": start_simple(None),
     "traefik": start_simple(None),
     "python": start_python,
+    "socket-proxy": start_socket_proxy,
 }
 # The uids processes run as, as in the official images (nginx: a root master, workers 101;
-# registry and traefik run as root there too).
+# registry and traefik run as root there too; the socket proxy must, to open the engine's socket).
 EXPECTED_UIDS = {
     "mariadb": {999},
     "redis": {999},
@@ -184,6 +191,7 @@ EXPECTED_UIDS = {
     "registry": {0},
     "traefik": {0},
     "python": {10001},
+    "socket-proxy": {0},
 }
 HEALTH_TIMEOUT = {"rabbitmq": 180, "mariadb": 120}
 
@@ -411,6 +419,28 @@ def test_traefik_serves_its_ping_and_the_config_path(containers, kit_ref):
     name, _ = start(containers, kit_ref, "traefik")
     assert http(f"http://{containers.ip(name)}:8080/ping")[:2] == (200, b"OK")
     assert containers.exec(name, "traefik", "version").stdout.split()[:2] == ["Version:", "3.7.15"]
+
+
+def test_socket_proxy_answers_only_the_reads_of_traefiks_swarm_provider(containers, kit_ref):
+    name, _ = start(containers, kit_ref, "socket-proxy")
+
+    def status(method, path):
+        return containers.exec(
+            name, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", method,
+            "--unix-socket", "/run/docker-api/docker.sock", f"http://engine{path}",
+        ).stdout  # fmt: skip
+
+    engine = ["/_ping", "/v1.41/version", "/info", "/networks"]
+    assert {p: status("GET", p) for p in engine} == dict.fromkeys(engine, "200")
+    # Passed to the engine, which answers 503 where this host is no swarm manager yet.
+    swarm = ["/services", "/v1.41/tasks", "/nodes"]
+    assert {p: status("GET", p) in ("200", "503") for p in swarm} == dict.fromkeys(swarm, True)
+    denied = [
+        ("GET", "/secrets"), ("GET", "/configs"), ("GET", "/containers/json"), ("GET", "/services/x/logs"),
+        ("GET", "/v1.41/containers/x/archive"), ("POST", "/services/create"), ("POST", "/v1.41/containers/create"),
+        ("DELETE", "/networks/x"), ("POST", "/services/x/update"), ("GET", "/events"),
+    ]  # fmt: skip
+    assert {f"{m} {p}": status(m, p) for m, p in denied} == dict.fromkeys((f"{m} {p}" for m, p in denied), "403")
 
 
 def test_nginx_serves_html_and_conf_d(containers, kit_ref):

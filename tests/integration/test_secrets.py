@@ -182,6 +182,12 @@ def test_networks_check_apply_again_and_a_change_in_use_is_refused(module_run, p
 # The secrets role and the vault playbooks, with an inventory of their own
 
 
+# The secrets role alone: the configs role's template checks (nginx, promtool, amtool, Traefik)
+# have tests of their own below and cost a minute per run. (Skipped by its role tag: the play's
+# own tags cover both roles.)
+SECRETS_ONLY = ("playbooks/secrets.yml", "--skip-tags", "configs")
+
+
 def secret_vars(**overrides):
     values = {f"vault_shopstream_{name}": secrets.token_hex(16) for name in SECRET_NAMES}
     values["vault_shopstream_object_hash_key"] = KEY
@@ -214,7 +220,7 @@ SECRET_NAMES = [
 def test_bad_vault_values_fail_before_anything_changes(inventory, tmp_path, overrides, message):
     group_vars = dict(secret_vars(**overrides), secrets_prefix="itest_")
     (tmp_path / "vars.json").write_text(json.dumps(group_vars))
-    run = playbook("playbooks/secrets.yml", "-i", inventory(managers=["localhost"]), "-e", f"@{tmp_path / 'vars.json'}")
+    run = playbook(*SECRETS_ONLY, "-i", inventory(managers=["localhost"]), "-e", f"@{tmp_path / 'vars.json'}")
     assert run.rc != 0
     assert message in " ".join(run.out.split()), run.out
     assert [n for n in docker("secret", "ls", "--format", "{{.Name}}").stdout.split() if n.startswith("itest_")] == []
@@ -275,11 +281,11 @@ def test_vault_init_then_rotation_rewires_and_prunes_and_leaks_nothing(vault_inv
     wrong = vault_inventory / "wrong-pass"
     wrong.write_text("not the password\n")
     wrong.chmod(0o600)
-    refused = playbook("playbooks/secrets.yml", "-i", inv / "hosts.yml", "--vault-password-file", wrong)
+    refused = playbook(*SECRETS_ONLY, "-i", inv / "hosts.yml", "--vault-password-file", wrong)
     assert refused.rc != 0 and "Decryption failed" in refused.out, refused.out
     assert objects("secret", "itest_mariadb_password") == []
 
-    deployed = playbook("playbooks/secrets.yml", *with_pass)
+    deployed = playbook(*SECRETS_ONLY, *with_pass)
     assert deployed.rc == 0, deployed.out
     old = objects("secret", "itest_jwt_signing_key")
     assert len(old) == 1
@@ -356,7 +362,7 @@ def test_an_invalid_template_fails_before_any_config_changes(inventory):
 def test_a_new_database_password_is_refused_while_services_use_the_current_one(inventory, tmp_path, probe_image):
     values = secret_vars()
     (tmp_path / "vars.json").write_text(json.dumps(dict(values, secrets_prefix="itest_")))
-    args = ("playbooks/secrets.yml", "-i", inventory(managers=["localhost"]), "-e", f"@{tmp_path / 'vars.json'}")
+    args = (*SECRETS_ONLY, "-i", inventory(managers=["localhost"]), "-e", f"@{tmp_path / 'vars.json'}")
     first = playbook(*args)
     assert first.rc == 0, first.out
     current = objects("secret", "itest_mariadb_password")

@@ -6,7 +6,11 @@ import json
 
 import pytest
 
-from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import DockerClient, filters_param
+from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import (
+    DockerClient,
+    filters_param,
+    list_services,
+)
 from ansible_collections.shopstream.swarm.plugins.module_utils._networks import (
     actual_state,
     create_body,
@@ -256,6 +260,25 @@ def test_create_sends_content_and_labels(engine):
     assert body["Name"] == name and body["Data"] == "dmFsdWU="
     assert body["Labels"][LOGICAL_LABEL] == "shopstream_db" and body["Labels"]["team"] == "shop"
     assert "com.shopstream.created" in body["Labels"]
+
+
+@pytest.mark.parametrize("answer, listed", [(None, []), ([], []), ([{"ID": "id-api"}], [{"ID": "id-api"}])])
+def test_list_services_reads_every_service(engine, answer, listed):
+    client = DockerClient("unix://" + engine.server_address, timeout=3)
+    engine.routes[("GET", "/services")] = (200, answer)
+    assert list_services(client) == listed
+    assert [(m, p) for m, p, _ in engine.requests] == [("GET", "/services")]
+
+
+def test_configs_alone_read_configs_and_services_never_secrets(engine):
+    client = DockerClient("unix://" + engine.server_address, timeout=3)
+    old = version("c1", "shopstream_nginx_aaaaaaaaaaaa", "2026-01-01T00:00:00Z", logical="shopstream_nginx")
+    new = version("c2", "shopstream_nginx_bbbbbbbbbbbb", "2026-02-01T00:00:00Z", logical="shopstream_nginx")
+    engine.routes[("GET", label_query(CONFIG, "shopstream_nginx"))] = (200, [new, old])
+    engine.routes[("GET", "/services")] = (200, [service("web", configs=[("c1", old["Spec"]["Name"], "nginx.conf")])])
+    result = rewire_and_prune(client, {CONFIG: {"shopstream_nginx": new["Spec"]["Name"]}}, keep=1, check_mode=True)
+    assert result["rewired"] == [{"service": "web", "moved": {"config": [[old["Spec"]["Name"], new["Spec"]["Name"]]]}}]
+    assert [p for _, p, _ in engine.requests] == [label_query(CONFIG, "shopstream_nginx"), "/services"]
 
 
 def _status(state, started="t2", message=""):

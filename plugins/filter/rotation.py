@@ -1,0 +1,88 @@
+# Copyright (c) 2025, ShopStream platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The per-object rotation report of the secrets and configs roles, one line per logical object."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+
+def rotation_entries(results, rewire, prefix="", kind="secret"):
+    """What happened to each object: ``[{key, name, created, previous, rewired, pruned, in_use}]``.
+
+    ``results`` are the loop results of swarm_secret or swarm_config (each with ``item.key``,
+    ``name``, ``created`` and ``previous``), ``rewire`` the result of the swarm_rewire run that
+    followed them, ``prefix`` what turns ``item.key`` into the logical name. A service counts as
+    rewired for an object when one of its moves of ``kind`` ends on that object's version.
+    """
+    if kind not in FORMATS:
+        raise AnsibleFilterError(f"rotation_report: kind must be one of {', '.join(FORMATS)}, not {kind!r}")
+    rewire = rewire or {}
+    entries = []
+    for result in results or []:
+        if "name" not in result:
+            key = (result.get("item") or {}).get("key", "?")
+            raise AnsibleFilterError(
+                f"rotation_report: the {kind} result for {key} has no version name (skipped or failed); "
+                "report only on a run where every object was created."
+            )
+        key = result["item"]["key"]
+        name = result["name"]
+        logical = f"{prefix}{key}"
+        entries.append(
+            {
+                "key": key,
+                "name": name,
+                "created": bool(result.get("created")),
+                "previous": result.get("previous") or "",
+                "rewired": [
+                    entry["service"]
+                    for entry in rewire.get("rewired") or []
+                    if any(move[-1] == name for move in (entry.get("moved") or {}).get(kind) or [])
+                ],
+                "pruned": [p["name"] for p in rewire.get("pruned") or [] if p.get("object") == logical],
+                "in_use": [u["name"] for u in rewire.get("in_use") or [] if u.get("object") == logical],
+            }
+        )
+    return entries
+
+
+def _secret_line(e):
+    version = f"new {e['name']}, was {e['previous'] or 'none'}" if e["created"] else f"current {e['name']}"
+    kept = f"; kept in use: {', '.join(e['in_use'])}" if e["in_use"] else ""
+    return (
+        f"{e['key']}: {version}; rewired: {', '.join(e['rewired']) or 'none'}"
+        f"; pruned: {', '.join(e['pruned']) or 'none'}{kept}"
+    )
+
+
+def _config_line(e):
+    if e["created"]:
+        version = f"(new version, was {e['previous']})" if e["previous"] else "(new version)"
+    else:
+        version = "(unchanged)"
+    return (
+        f"{e['key']}: {e['name']} {version}; services rewired: {', '.join(e['rewired']) or 'none'}"
+        f"; versions pruned: {', '.join(e['pruned']) or 'none'}"
+        f"; old versions still in use: {', '.join(e['in_use']) or 'none'}"
+    )
+
+
+# The two roles word their lines differently, and tests and operators grep for those words
+# (tests/integration/test_secrets.py, tests/cluster/test_rotation.py): one line shape per kind.
+FORMATS = {"secret": _secret_line, "config": _config_line}
+
+
+def rotation_report(results, rewire, prefix="", kind="secret"):
+    """One line per object: its version (new or current, and the one before), services rewired,
+    versions pruned and old versions kept because services still use them.
+
+    ``{{ __secrets_versions.results | shopstream.swarm.rotation_report(__secrets_rewire, prefix=secrets_prefix) }}``
+    """
+    return [FORMATS[kind](entry) for entry in rotation_entries(results, rewire, prefix, kind)]
+
+
+class FilterModule:
+    def filters(self):
+        return {"rotation_report": rotation_report}

@@ -1,0 +1,516 @@
+"""The whole platform on the Molecule `cluster` scenario: zero downtime, rollback through the role, data.
+
+Runs first in side_effect.yml (test_lifecycle removes nodes afterwards), on the converged five-node
+swarm with Traefik on manager1 (port 80, host mode), the data services pinned to manager2 and the
+stateless services on the workers.
+
+- Zero downtime: steady HTTP load from this host through Traefik (the SPA, and the API through the
+  gateway with a token from login) during a forced rolling update of every stateless service and
+  during a config rotation. Each scenario prints its requests, failures and duration, and fails
+  above 0 failures. (A rotation of the JWT signing key is not zero-downtime yet: while the gateway's
+  replicas hold different keys, a token is refused by one of them; see the README.)
+- Rollback: stack.yml with a broken image for one service fails naming it, and swarm rolled it back.
+- Data: rows written to MariaDB survive a forced update, a rollback, and a restart of its node.
+
+stack.yml runs here on its own, without the earlier roles' facts: the extra vars that those roles
+would give it (images, versioned secret and config names, endpoint and publish modes) are read from
+the running services (live_stack_vars), so that a run with them is the platform as it is: changed=0.
+"""
+
+import http.client
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from cluster_nodes import INVENTORY, needs_cluster, node_exec, wait_for
+from runner import docker, playbook
+
+pytestmark = needs_cluster
+
+EDGE = os.environ.get("SHOPSTREAM_EDGE_ADDRESS", "192.168.241.11")
+STACKS = ("shopstream-data", "shopstream-app", "shopstream-edge", "shopstream-monitoring")
+STATELESS = ("frontend", "gateway", "auth", "product", "order", "notification")
+MARIADB = "shopstream-data_mariadb"
+MIN_REQUESTS = 5000
+# The gateway allows 100 API requests a minute per user (RATE_LIMIT_REQUESTS, fixed window) and 10
+# logins a minute per client address: the API client stays below both, so that a 429 is a failure.
+API_INTERVAL = 0.75
+# stack.yml runs here deploy only the stacks these tests change: other stacks' templates may hold
+# work in progress of the same tree that this cluster was not converged with.
+STACK_RUN = ["data", "app"]
+ROLE_VARS = Path(__file__).resolve().parents[2] / "roles/stack/vars/main.yml"
+# Extra vars for every playbook run here (a JSON/YAML file): pins settings whose defaults changed in the
+# tree since the cluster converged, so that a rotation re-renders only what the test changes.
+REGISTRY_PUSH = "127.0.0.1:5000"  # the kit's registry on manager1, as manager1 pushes to it
+REGISTRY_PULL = "192.168.241.11:5000"  # the same registry, as every node pulls from it
+
+
+# --- the swarm, through manager1 -------------------------------------------------------------------
+
+
+def swarm(*args, check=True):
+    return node_exec("manager1", "docker", *args, check=check)
+
+
+def inspect(kind, *names):
+    """Objects of a kind (service, node, secret, config, task) as the engine's API returns them."""
+    if not names:
+        return []
+    return json.loads(swarm("inspect", "--type", kind, *names) if kind == "task" else swarm(kind, "inspect", *names))
+
+
+def platform_services():
+    return sorted(n for n in swarm("service", "ls", "--format", "{{.Name}}").split() if n.startswith(STACKS))
+
+
+def replicas():
+    """{service: (running, desired)} of every platform service."""
+    out = swarm("service", "ls", "--format", "{{.Name}} {{.Replicas}}")
+    counts = {}
+    for line in out.splitlines():
+        name, _, rest = line.partition(" ")
+        if name.startswith(STACKS):
+            running, _, desired = rest.split()[0].partition("/")
+            counts[name] = (int(running), int(desired))
+    return counts
+
+
+def running_tasks(service):
+    out = swarm("service", "ps", service, "--filter", "desired-state=running", "--no-trunc",
+                "--format", "{{.ID}} {{.Node}} {{.CurrentState}}")  # fmt: skip
+    return [line.split()[:3] for line in out.splitlines() if line.split()[2:3] == ["Running"]]
+
+
+def converged():
+    counts = replicas()
+    return len(counts) >= 10 and all(running == desired for running, desired in counts.values())
+
+
+def wait_converged(timeout=420):
+    wait_for("every platform service runs all its replicas", converged, timeout=timeout,
+             explain=lambda: swarm("service", "ls", check=False))  # fmt: skip
+
+
+def update_state(service):
+    return (inspect("service", service)[0].get("UpdateStatus") or {}).get("State")
+
+
+def image_of(service):
+    return inspect("service", service)[0]["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"].split("@")[0]
+
+
+def live_stack_vars():
+    """The stack role's inputs as the running platform has them (what the earlier roles' facts hold)."""
+    services = inspect("service", *platform_services())
+    by_name = {s["Spec"]["Name"]: s["Spec"] for s in services}
+
+    def image(service):
+        return by_name[service]["TaskTemplate"]["ContainerSpec"]["Image"].split("@")[0]
+
+    images = {"app": image("shopstream-app_gateway")}
+    for name, spec in by_name.items():
+        component = (spec.get("Labels") or {}).get("com.shopstream.component") or name.split("_", 1)[1]
+        if component not in STATELESS[1:]:  # gateway, auth, product, order, notification run the `app` image
+            images[component] = image(name)
+    # A component the role knows but this cluster does not run (added to the tree since it converged):
+    # named so that the check passes, never deployed, since STACK_RUN leaves out the stacks that use it.
+    for component in re.findall(
+        r"'([a-z-]+)'", (ROLE_VARS.read_text().split("__stack_components:")[1]).split("\n__")[0]
+    ):
+        images.setdefault(component, f"not-deployed/{component}:none")
+    found = {}
+    for kind, ref_key, name_key in (("secret", "Secrets", "SecretName"), ("config", "Configs", "ConfigName")):
+        ids = swarm(kind, "ls", "-q").split()
+        logical = {
+            o["Spec"]["Name"]: (o["Spec"].get("Labels") or {}).get("com.shopstream.object") for o in inspect(kind, *ids)
+        }
+        used = {}
+        for spec in by_name.values():
+            for ref in spec["TaskTemplate"]["ContainerSpec"].get(ref_key) or []:
+                key = (logical.get(ref[name_key]) or "").removeprefix("shopstream_")
+                if key:
+                    used[key] = {"name": ref[name_key], "target": ref["File"]["Name"]}
+        found[kind] = used
+    traefik = by_name["shopstream-edge_traefik"]
+    return {
+        "stack_images": images,
+        "stack_secrets": {key: ref["name"] for key, ref in found["secret"].items()},
+        "stack_configs": found["config"],
+        # What preflight resolved for these kernels (no IPVS: dnsrr endpoints, host-mode ports).
+        "shopstream_preflight": {
+            "resolved": {
+                "shopstream_endpoint_mode": by_name["shopstream-app_gateway"]["EndpointSpec"]["Mode"],
+                "shopstream_publish_mode": traefik["EndpointSpec"]["Ports"][0]["PublishMode"],
+            }
+        },
+        "stack_stacks": STACK_RUN,
+    }
+
+
+def stack_playbook(extra_vars):
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="stack-vars-", delete=False) as handle:
+        json.dump(extra_vars, handle)
+    try:
+        return playbook("playbooks/stack.yml", "-i", INVENTORY, "-e", f"@{handle.name}")
+    finally:
+        os.unlink(handle.name)
+
+
+def vault_value(name):
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-inventory"), "-i", INVENTORY, "--host", "manager1"],
+        capture_output=True, text=True, check=True,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(Path(__file__).resolve().parents[2] / "ansible.cfg")),
+    )  # fmt: skip
+    return json.loads(out.stdout)[name]
+
+
+# --- the load ----------------------------------------------------------------------------------------
+
+
+class Load:
+    """Steady HTTP load through Traefik from this host, in threads, until stopped.
+
+    - SPA clients: GET / (the frontend), half on one keep-alive connection each, half on a new
+      connection per request.
+    - An API client: GET /api/products (gateway -> product -> MariaDB) with a bearer token from
+      POST /api/auth/login, paced below the gateway's rate limit. As a real client does, it logs in
+      again on a 401 and retries once; a 401 after that re-login is a failure.
+
+    A failure is any status but 2xx, or a connection error or timeout.
+    """
+
+    def __init__(self, password, keepalive=3, fresh=3, pause=0.02):
+        self.password = password
+        self.keepalive, self.fresh, self.pause = keepalive, fresh, pause
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.api_requests = 0
+        self.logins = 0
+        self.failures = []
+        self.threads = []
+        self.token = None
+
+    def _count(self, failure=None, api=False):
+        with self.lock:
+            self.requests += 1
+            self.api_requests += api
+            if failure:
+                self.failures.append((round(time.monotonic() - self.started, 1), failure))
+
+    @staticmethod
+    def _conn():
+        return http.client.HTTPConnection(EDGE, 80, timeout=10)
+
+    def _get(self, conn, path, headers=None):
+        conn.request("GET", path, headers=headers or {})
+        resp = conn.getresponse()
+        body = resp.read()
+        return resp.status, body
+
+    def _spa(self, keepalive):
+        conn = self._conn() if keepalive else None
+        while not self.stop.is_set():
+            if not keepalive:
+                conn = self._conn()
+            try:
+                status, body = self._get(conn, "/", {} if keepalive else {"Connection": "close"})
+                ok = 200 <= status < 300 and b"<html" in body.lower()
+                self._count(None if ok else f"GET / -> {status} {body[:80]!r}")
+            except (OSError, http.client.HTTPException) as exc:
+                self._count(f"GET / ({'keep-alive' if keepalive else 'new connection'}) -> {type(exc).__name__}: {exc}")
+                conn.close()
+                conn = self._conn()
+            if not keepalive:
+                conn.close()
+            time.sleep(self.pause)
+        conn.close()
+
+    def login(self, conn):
+        body = json.dumps({"username": "demo", "password": self.password})
+        conn.request("POST", "/api/auth/login", body=body, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        data = resp.read()
+        self.logins += 1
+        if resp.status != 200:
+            return f"POST /api/auth/login -> {resp.status} {data[:80]!r}"
+        self.token = json.loads(data)["token"]
+        return None
+
+    def _api(self):
+        conn = self._conn()
+        while not self.stop.is_set():
+            started = time.monotonic()
+            failure = None
+            try:
+                status, body = self._get(conn, "/api/products", {"Authorization": f"Bearer {self.token}"})
+                if status == 401:  # the signing key changed: log in again, then retry once
+                    failure = self.login(conn)
+                    if failure is None:
+                        status, body = self._get(conn, "/api/products", {"Authorization": f"Bearer {self.token}"})
+                        if status == 401:
+                            failure = f"GET /api/products -> 401 after a fresh login {body[:80]!r}"
+                if failure is None and not 200 <= status < 300:
+                    failure = f"GET /api/products -> {status} {body[:80]!r}"
+            except (OSError, http.client.HTTPException) as exc:
+                failure = f"GET /api/products -> {type(exc).__name__}: {exc}"
+                conn.close()
+                conn = self._conn()
+            self._count(failure, api=True)
+            self.stop.wait(max(0.0, API_INTERVAL - (time.monotonic() - started)))
+        conn.close()
+
+    def __enter__(self):
+        conn = self._conn()
+        try:
+            failure = self.login(conn)
+        finally:
+            conn.close()
+        assert failure is None, f"the demo user cannot log in before the load starts: {failure}"
+        self.started = time.monotonic()
+        targets = [(self._spa, (True,))] * self.keepalive + [(self._spa, (False,))] * self.fresh + [(self._api, ())]
+        self.threads = [threading.Thread(target=fn, args=args, daemon=True) for fn, args in targets]
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(30)
+        self.seconds = time.monotonic() - self.started
+
+    def until(self, minimum, timeout=300):
+        """Keep the load running until it made at least minimum requests."""
+        deadline = time.monotonic() + timeout
+        while self.requests < minimum and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+
+def run_under_load(what, action, capsys):
+    """Run action() under the load (at least MIN_REQUESTS requests), print the numbers, fail above 0."""
+    wait_converged()
+    with Load(vault_value("vault_shopstream_demo_password")) as load:
+        time.sleep(3)  # steady state first
+        action_start = time.monotonic()
+        action()
+        action_seconds = time.monotonic() - action_start
+        time.sleep(3)
+        load.until(MIN_REQUESTS)
+    report = (
+        f"{what}: {load.requests} requests ({load.api_requests} API, {load.logins} logins), "
+        f"{len(load.failures)} failed, {load.seconds:.1f} s of load ({action_seconds:.1f} s of {what})"
+    )
+    with capsys.disabled():
+        print(f"\n  {report}")
+        for at, failure in load.failures[:15]:
+            print(f"    +{at}s {failure}")
+    assert load.requests >= MIN_REQUESTS, report
+    assert load.failures == [], report + "\n" + "\n".join(f"+{at}s {f}" for at, f in load.failures[:30])
+
+
+# --- zero downtime -----------------------------------------------------------------------------------
+
+
+def rolled_out(service, force):
+    """Every replica runs the spec of the forced update `force`, and no task of the old spec still runs."""
+    spec = inspect("service", service)[0]["Spec"]
+    tasks = inspect("task", *swarm("service", "ps", "-q", "--no-trunc", service).split())
+    current = [t for t in tasks if t["DesiredState"] == "running"]
+    old_running = [t for t in tasks if t["DesiredState"] != "running" and t["Status"]["State"] == "running"]
+    return (
+        len(current) == spec["Mode"]["Replicated"]["Replicas"]
+        and all(t["Status"]["State"] == "running" and t["Spec"].get("ForceUpdate") == force for t in current)
+        and not old_running
+    )
+
+
+def test_a_forced_rolling_update_of_every_stateless_service_drops_no_request(capsys):
+    def update_all():
+        # All six at once, each one task at a time as its update_config says: the worst case for
+        # Traefik, whose every backend changes under it.
+        start, forces = time.monotonic(), {}
+        for name in STATELESS:
+            service = f"shopstream-app_{name}"
+            forces[service] = inspect("service", service)[0]["Spec"]["TaskTemplate"].get("ForceUpdate", 0) + 1
+            swarm("service", "update", "--force", "--detach", service)
+        for service, force in forces.items():
+            # Until every task was replaced (not the update monitor's further 60 s).
+            wait_for(f"{service} rolled out", lambda s=service, f=force: rolled_out(s, f), timeout=300)
+            with capsys.disabled():
+                print(f"\n    {service} rolled out after {time.monotonic() - start:.1f} s", end="")
+
+    run_under_load("forced rolling update of 6 services", update_all, capsys)
+
+
+def test_a_config_rotation_drops_no_request(capsys):
+    default_max_age = 31536000
+
+    def rotate():
+        # There and back: the second rotation puts the default back, so that the platform is as before.
+        for max_age in (default_max_age // 2, default_max_age):
+            run = playbook(
+                "playbooks/rotate-configs.yml", "-i", INVENTORY, "-e", f"configs_nginx_assets_max_age={max_age}"
+            )
+            assert run.rc == 0, run.out[-4000:]
+            wait_for(f"the SPA serves max-age={max_age}", lambda a=max_age: asset_max_age() == a, timeout=60)
+
+    run_under_load("config rotation of nginx (and back)", rotate, capsys)
+
+
+def asset_max_age():
+    """max-age of a fingerprinted asset as the frontend serves it (both replicas must agree)."""
+    ages = set()
+    for _ in range(6):
+        conn = http.client.HTTPConnection(EDGE, 80, timeout=10)
+        conn.request("GET", "/app.js", headers={"Connection": "close"})
+        resp = conn.getresponse()
+        resp.read()
+        conn.close()
+        control = resp.getheader("Cache-Control") or ""
+        ages.add(
+            next((int(p.split("=")[1]) for p in control.replace(" ", "").split(",") if p.startswith("max-age=")), None)
+        )
+    return ages.pop() if len(ages) == 1 else None
+
+
+# --- rollback through the role -----------------------------------------------------------------------
+
+
+def push_broken_image():
+    """An image whose process exits 1 at once, built on manager1 and pushed to the kit's registry."""
+    base = image_of("shopstream-app_frontend")
+    node_exec("manager1", "docker", "pull", "--quiet", base)
+    local, served = f"{REGISTRY_PUSH}/shopstream/broken:1", f"{REGISTRY_PULL}/shopstream/broken:1"
+    build = subprocess.run(
+        ["docker", "exec", "-i", "manager1", "docker", "build", "--quiet", "-t", local, "-"],
+        input=f'FROM {base}\nHEALTHCHECK NONE\nENTRYPOINT ["/bin/false"]\nCMD []\n',
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr
+    node_exec("manager1", "docker", "push", "--quiet", local)
+    return served
+
+
+def test_an_update_to_a_broken_image_rolls_back_by_itself_and_the_role_names_the_service(capsys):
+    wait_converged()
+    service = "shopstream-app_frontend"
+    live = live_stack_vars()
+    good = live["stack_images"]["frontend"]
+    broken = push_broken_image()
+    start = time.monotonic()
+
+    run = stack_playbook(dict(live, stack_images=dict(live["stack_images"], frontend=broken)))
+    failed_after = time.monotonic() - start
+    assert run.rc != 0, run.out[-4000:]
+    flat = " ".join(run.out.split())
+    named = f"The update of service {service} did not complete: rollback_"
+    assert named in flat, run.out[-4000:]
+    failure = flat[flat.index(named) :][:160]
+
+    wait_for(f"{service} rolled back", lambda: update_state(service) == "rollback_completed", timeout=240,
+             explain=lambda: json.dumps(inspect("service", service)[0].get("UpdateStatus")))  # fmt: skip
+    assert image_of(service) == good
+    wait_converged()
+    tasks = inspect("task", *(t[0] for t in running_tasks(service)))
+    assert {t["Spec"]["ContainerSpec"]["Image"].split("@")[0] for t in tasks} == {good}
+    rolled_back_after = time.monotonic() - start
+
+    again = stack_playbook(live)
+    assert again.rc == 0, again.out[-4000:]
+    assert again.changed() == 0, again.out[-6000:]
+    with capsys.disabled():
+        print(f"\n  broken image on {service}: stack.yml failed after {failed_after:.1f} s "
+              f"({failure}...), rolled back and converged after {rolled_back_after:.1f} s; "
+              f"stack.yml again: changed=0 in {again.seconds:.1f} s", end="")  # fmt: skip
+
+
+# --- data ------------------------------------------------------------------------------------------
+
+
+class MariaDB:
+    """SQL as root in the mariadb task's container, on its node. The root password stays in the
+    container: the client reads it from the secret file the service's spec names."""
+
+    def __init__(self):
+        spec = inspect("service", MARIADB)[0]["Spec"]["TaskTemplate"]["ContainerSpec"]
+        env = dict(e.split("=", 1) for e in spec.get("Env") or [])
+        self.password_file = env["MARIADB_ROOT_PASSWORD_FILE"]
+        self.task = self.node = self.container = None
+
+    def locate(self):
+        """The running task: (task ID, node); False while there is none or its container is not up."""
+        tasks = running_tasks(MARIADB)
+        if len(tasks) != 1:
+            return False
+        self.task, self.node, _ = tasks[0]
+        self.container = node_exec(self.node, "docker", "ps", "-q", "--filter",
+                                   f"label=com.docker.swarm.task.id={self.task}").strip()  # fmt: skip
+        return bool(self.container)
+
+    def sql(self, statement):
+        return node_exec(
+            self.node, "docker", "exec", "-e", f"PWFILE={self.password_file}", self.container, "sh", "-c",
+            'MYSQL_PWD="$(cat "$PWFILE")" exec mariadb -uroot --batch --skip-column-names -e "$1"', "sql", statement,
+        ).strip()  # fmt: skip
+
+
+def test_rows_in_mariadb_survive_a_forced_update_a_rollback_and_a_restart_of_its_node(capsys):
+    wait_converged()
+    db = MariaDB()
+    assert db.locate()
+    pinned = db.node
+    marker = uuid.uuid4().hex
+    rows = ", ".join(f"({i}, '{marker}')" for i in range(1, 101))  # our own integers and hex: nothing to escape
+    create = "CREATE TABLE platform_test.survivors (id INT PRIMARY KEY, marker CHAR(32) NOT NULL) ENGINE=InnoDB"
+    insert = "INSERT INTO platform_test.survivors VALUES " + rows  # noqa: S608
+    db.sql(
+        f"CREATE DATABASE IF NOT EXISTS platform_test; DROP TABLE IF EXISTS platform_test.survivors; {create}; {insert}"
+    )
+    wanted = f"100\t5050\t{marker}\t{marker}"
+    query = "SELECT COUNT(*), SUM(id), MIN(marker), MAX(marker) FROM platform_test.survivors"
+    assert db.sql(query) == wanted
+    timings = []
+
+    def survived(what, previous_task):
+        start = time.monotonic()
+        wait_for(f"MariaDB runs again after {what} and has the rows",
+                 lambda: db.locate() and db.task != previous_task and db.sql(query) == wanted, timeout=300,
+                 explain=lambda: swarm("service", "ps", MARIADB, check=False))  # fmt: skip
+        assert db.node == pinned, f"MariaDB moved from {pinned} to {db.node} after {what}"
+        timings.append(f"{what} {time.monotonic() - start:.1f} s")
+
+    try:
+        before = db.task
+        swarm("service", "update", "--force", "--detach", MARIADB)
+        survived("a forced update", before)
+
+        before = db.task
+        swarm("service", "rollback", "--detach", MARIADB)
+        survived("a rollback", before)
+
+        before = db.task
+        assert docker("restart", pinned).returncode == 0
+        wait_for(
+            f"{pinned} is ready again",
+            lambda: json.loads(swarm("node", "inspect", pinned))[0]["Status"]["State"] == "ready",
+            timeout=240,
+        )
+        survived(f"a restart of {pinned}", before)
+    finally:
+        # The platform converged again (the services that use the data services may have restarted).
+        start = time.monotonic()
+        wait_converged(timeout=600)
+        timings.append(f"platform converged again {time.monotonic() - start:.1f} s")
+        if db.locate():
+            db.sql("DROP DATABASE IF EXISTS platform_test")
+        with capsys.disabled():
+            print(f"\n  MariaDB rows kept through: {'; '.join(timings)}", end="")
