@@ -72,8 +72,11 @@ def test_site_converges_then_changes_nothing(capsys, local_vault):
     first = playbook(*SITE, "-vvv")
     assert first.rc == 0, first.out[-5000:]
     assert "Preflight passed on 1 host(s)" in first.out
-    # verify.yml, site.yml's last step, checked every service's replicas and Traefik's routes.
-    assert "Stacks deployed and routed through Traefik. Left out: minio, elasticsearch, grafana" in first.out
+    # verify.yml, site.yml's last step, proved the platform (health, matrix, secrets, targets, journey).
+    proven = " ".join(first.out.split())
+    assert "ShopStream proven: 1 node(s), 1 manager(s)" in proven, first.out[-5000:]
+    assert "its notification received over the WebSocket." in proven
+    assert "Left out (not probed): minio, elasticsearch, grafana, loki, promtail." in proven
 
     again = playbook(*SITE)
     assert again.rc == 0, again.out
