@@ -5,7 +5,11 @@
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import DockerAPIError, DockerClient
+from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import (
+    DockerAPIError,
+    DockerClient,
+    list_services,
+)
 from ansible_collections.shopstream.swarm.plugins.module_utils._swarm_objects import (
     ObjectError,
     ObjectStore,
@@ -71,7 +75,7 @@ class VersionedObject:
 
     def absent(self):
         versions = self.store.versions(self.params["name"])
-        refs = references(self.store.services(), self.kind)
+        refs = references(list_services(self.client), self.kind)
         pruned, in_use = [], []
         for version in versions:
             entry = {"kind": self.kind.name, "object": self.params["name"], "name": version["Spec"]["Name"]}

@@ -192,10 +192,6 @@ class ObjectStore:
         found = self.client.get_json(f"{self.kind.path}?{filters_param(label=[label])}") or []
         return sort_versions(found)
 
-    def services(self):
-        # Services are no concern of the store: use list_services. Kept while _object_module's absent() calls it.
-        return list_services(self.client)
-
     def create(self, name, logical, data, labels):
         all_labels = dict(labels or {})
         all_labels[LOGICAL_LABEL] = logical
