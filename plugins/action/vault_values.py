@@ -42,6 +42,35 @@ def plan(current, specs, rotate):
     return generated, wanted
 
 
+def previous_key(key):
+    return key + "_previous"
+
+
+def apply(current, specs, generated, rotated, make=generate):
+    """The vault's new values, and the ``<key>_previous`` keys they (re)wrote.
+
+    A key with ``keep_previous`` keeps the value it is rotated away from in ``<key>_previous``, for
+    the consumers that must still accept it during the rotation (the gateway, the JWT signing key).
+    Until the first rotation, the previous value is the current one.
+    """
+    updated = dict(current)
+    for key in generated + rotated:
+        updated[key] = make(specs[key])
+    carried = []
+    for key, spec in specs.items():
+        if not spec.get("keep_previous"):
+            continue
+        if key in rotated and current.get(key):
+            value = current[key]
+        elif key in generated or not current.get(previous_key(key)):
+            value = updated[key]
+        else:
+            continue
+        updated[previous_key(key)] = value
+        carried.append(previous_key(key))
+    return updated, carried
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset(("path", "password_file", "values", "rotate"))
@@ -80,11 +109,9 @@ class ActionModule(ActionBase):
             return dict(result, failed=True, msg=str(exc))
 
         generated, rotated = plan(current, specs, rotate)
-        changed = bool(generated or rotated) or password_created
-        if (generated or rotated) and not self._task.check_mode:
-            updated = dict(current)
-            for key in generated + rotated:
-                updated[key] = generate(specs[key])
+        updated, carried = apply(current, specs, generated, rotated)
+        changed = bool(generated or rotated or carried) or password_created
+        if (generated or rotated or carried) and not self._task.check_mode:
             self._write(path, vault, updated)
         return dict(
             result,
@@ -93,7 +120,8 @@ class ActionModule(ActionBase):
             password_file=password_file,
             generated=generated,
             rotated=rotated,
-            kept=sorted(k for k in current if k not in generated + rotated),
+            previous=carried,
+            kept=sorted(k for k in current if k not in generated + rotated + carried),
         )
 
     def _password(self, path):

@@ -70,7 +70,7 @@ def _config_line(e):
 
 
 # The two roles word their lines differently, and tests and operators grep for those words
-# (tests/integration/test_secrets.py, tests/cluster/test_rotation.py): one line shape per kind.
+# (tests/integration/test_secrets.py, tests/cluster/test_platform.py): one line shape per kind.
 FORMATS = {"secret": _secret_line, "config": _config_line}
 
 

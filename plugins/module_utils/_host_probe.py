@@ -43,6 +43,9 @@ _CONFIG_SET = re.compile(r"^(CONFIG_\w+)=(.*)$")
 _CONFIG_NOT_SET = re.compile(r"^# (CONFIG_\w+) is not set$")
 _MODULE_FILE = re.compile(r"^(.+)\.ko(?:\.(?:xz|zst|gz))?$")
 _SOCKET_LINK = re.compile(r"^socket:\[(\d+)\]$")
+# Network namespaces Docker makes for overlays under <exec-root>/netns: one per overlay
+# ('1-<network id>'), its load balancer ('lb_<network id>') and the ingress sandbox.
+_OVERLAY_SANDBOX = re.compile(r"^(?:\d+-[0-9a-z]+|lb_[0-9a-z]+|ingress_sbox)$")
 
 
 def parse_kernel_config(text):
@@ -183,6 +186,15 @@ def find_port_holders(ports, sockets, processes):
             }
         )
     return result
+
+
+def find_overlay_sandboxes(names):
+    """The overlay namespaces among the entries of Docker's netns directory, sorted.
+
+    While they exist, their VXLAN devices keep the kernel's 4789/udp socket open, even
+    after the engine that made them was killed; the engine takes them back when it starts.
+    """
+    return sorted(name for name in names if _OVERLAY_SANDBOX.match(name))
 
 
 def parse_fib_trie(text):
@@ -353,6 +365,14 @@ def read_ports(ports, proc="/proc"):
                 sockets[proto].extend(parse_proc_net(text, listen_only))
     processes, complete = read_processes(proc)
     return find_port_holders(ports, sockets, processes), complete
+
+
+def read_overlay_sandboxes(exec_root):
+    """find_overlay_sandboxes of <exec_root>/netns; empty when it does not exist."""
+    try:
+        return find_overlay_sandboxes(os.listdir(os.path.join(exec_root, "netns")))
+    except OSError:
+        return []
 
 
 def read_addresses(proc="/proc"):

@@ -329,10 +329,22 @@ def _refs(task_template):
 PLACEHOLDER_ID = "(to be created)"
 
 
-def rewire_and_prune(client, targets, keep=3, prune=True, rewire=True, check_mode=False, timeout=300):
+def consumers_first(services, object_ids):
+    """``services`` with those that mount any of ``object_ids`` first, each group in its order."""
+
+    def mounts(service):
+        template = (service.get("Spec") or {}).get("TaskTemplate")
+        return any(ref in object_ids for refs in _refs(template) for ref in refs)
+
+    return sorted(services, key=lambda service: not mounts(service))
+
+
+def rewire_and_prune(client, targets, keep=3, prune=True, rewire=True, check_mode=False, timeout=300, first=()):
     """Move services onto the target versions, one update per service, then prune unused versions.
 
-    ``targets`` is ``{Kind: {logical: versioned name}}``. In check mode nothing is written and
+    ``targets`` is ``{Kind: {logical: versioned name}}``. Services that mount a version of a
+    logical object named in ``first`` move before the others (a verifier that accepts the
+    previous value too must accept the new one before any issuer uses it). In check mode nothing is written and
     the result says what would happen. Returns a dict with ``rewired``, ``pruned``, ``in_use``
     and ``events``; raises UpdateFailed or DockerAPIError.
     """
@@ -350,7 +362,9 @@ def rewire_and_prune(client, targets, keep=3, prune=True, rewire=True, check_mod
                 versions[kind][logical].insert(0, {"ID": PLACEHOLDER_ID, "Spec": {"Name": name}})
             current[(kind, logical)] = match[0]["ID"] if match else PLACEHOLDER_ID
 
-    services = list_services(client) if targets else []
+    first_ids = {v["ID"] for kind, names in targets.items() for logical in first if logical in names
+                 for v in versions[kind][logical]}  # fmt: skip
+    services = consumers_first(list_services(client), first_ids) if targets else []
     rewired = []
     if rewire:
         moves = {

@@ -231,12 +231,21 @@ def check_cluster(records, settings, unknown_managers=(), supported_os=None, all
 
     for rec in records:
         in_swarm = _swarm(rec).get("state") == "active"
+        # A killed engine leaves its overlay namespaces, and with them the kernel's VXLAN
+        # socket; it takes them back when it starts, so they are not another user's.
+        left_by_engine = not _docker(rec).get("reachable") and bool(_docker(rec).get("overlay_sandboxes"))
         for port in (rec.get("probe") or {}).get("ports") or []:
             if not port.get("in_use"):
                 continue
             holders = [h for h in port.get("holders") or [] if h.get("name") != SWARM_PORTS_OWNER]
             if holders:
                 who = ", ".join(f"{h.get('name')} (pid {h.get('pid')})" for h in holders)
+            elif port.get("kernel_owned") and left_by_engine:
+                warnings.append(
+                    f"{rec['host']}: port {port['port']}/{port['proto']} is held by the overlay "
+                    "namespaces the stopped Docker engine left behind; it takes them back when it starts."
+                )
+                continue
             elif port.get("kernel_owned") and not in_swarm:
                 who = "the kernel (another overlay or VXLAN user)"
             else:

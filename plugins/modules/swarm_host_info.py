@@ -75,6 +75,12 @@ options:
       - When none is elected in time, C(docker.error) says so.
     type: int
     default: 60
+  docker_exec_root:
+    description:
+      - The engine's exec root (C(exec-root) in C(daemon.json)), whose C(netns) directory
+        holds the namespaces of its overlay networks.
+    type: path
+    default: /var/run/docker
 notes:
   - An option built as a module (C(=m)) counts as present when the module is loaded or
     its file exists under C(/lib/modules/{release}), or when that directory does not
@@ -233,6 +239,13 @@ docker:
           type: list
           elements: str
           sample: ["192.0.2.10:2377"]
+    overlay_sandboxes:
+      description:
+        - Namespaces of overlay networks under O(docker_exec_root), as a killed engine
+          leaves them; their VXLAN devices keep 4789/udp open until the engine starts again.
+      type: list
+      elements: str
+      sample: [1-8ki7xr4507, ingress_sbox, lb_8ki7xr450]
     nodes:
       description:
         - Nodes of the swarm, sorted by hostname; only filled in on a manager with
@@ -287,6 +300,7 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._host_probe impor
     read_addresses,
     read_init_system,
     read_kernel,
+    read_overlay_sandboxes,
     read_ports,
     summarise_nodes,
     summarise_swarm,
@@ -361,6 +375,7 @@ def main():
                 default=["/proc/config.gz", "/boot/config-{release}"],
             ),
             leader_timeout=dict(type="int", default=60),
+            docker_exec_root=dict(type="path", default="/var/run/docker"),
         ),
         supports_check_mode=True,
     )
@@ -387,11 +402,13 @@ def main():
             "holders may be missing and kernel_owned may be wrong"
         )
 
+    docker = probe_docker(client, module.params["leader_timeout"])
+    docker["overlay_sandboxes"] = read_overlay_sandboxes(module.params["docker_exec_root"])
     module.exit_json(
         changed=False,
         kernel={"release": release, "config_source": config_source, "features": features},
         ports=ports,
-        docker=probe_docker(client, module.params["leader_timeout"]),
+        docker=docker,
         init_system=read_init_system(),
         addresses=read_addresses(),
     )

@@ -27,6 +27,15 @@ options:
     description: Logical config name to the versioned name services must use.
     type: dict
     default: {}
+  first:
+    description:
+      - Logical names (of O(secrets) or O(configs)) whose consumers move before every other service,
+        in the order the daemon lists them.
+      - For a value whose previous version stays accepted during a rotation, e.g. a JWT verifier
+        given the previous signing key: it must accept the new key before any issuer signs with it.
+    type: list
+    elements: str
+    default: []
   keep:
     description: Versions kept per object, the current one included; versions in use are always kept.
     type: int
@@ -123,6 +132,7 @@ def main():
         argument_spec=dict(
             secrets=dict(type="dict", default={}),
             configs=dict(type="dict", default={}),
+            first=dict(type="list", elements="str", default=[]),
             keep=dict(type="int", default=3),
             prune=dict(type="bool", default=True),
             timeout=dict(type="int", default=300),
@@ -140,6 +150,7 @@ def main():
             prune=p["prune"],
             check_mode=module.check_mode,
             timeout=p["timeout"],
+            first=p["first"],
         )
     except (ObjectError, UpdateFailed) as exc:
         module.fail_json(msg=str(exc))

@@ -32,6 +32,9 @@ options:
     description:
       - Key to the value's C(length) and C(alphabet) (V(alnum), V(upper) or V(hex)). Letters and digits
         fit every consumer (MariaDB, URLs, shells, connection strings).
+      - With C(keep_previous=true), a rotation keeps the value it replaces in C(<key>_previous), for
+        consumers that must accept both during the rotation (a JWT verifier); until the first
+        rotation C(<key>_previous) holds the current value.
     type: dict
     required: true
   rotate:
@@ -80,6 +83,11 @@ generated:
   elements: str
 rotated:
   description: Keys that got a new value because O(rotate) named them.
+  returned: success
+  type: list
+  elements: str
+previous:
+  description: The C(<key>_previous) keys written, for keys with C(keep_previous).
   returned: success
   type: list
   elements: str

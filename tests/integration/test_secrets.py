@@ -195,8 +195,8 @@ def secret_vars(**overrides):
 
 
 SECRET_NAMES = [
-    "mariadb_root_password", "mariadb_password", "jwt_signing_key", "redis_password", "rabbitmq_password",
-    "rabbitmq_erlang_cookie", "minio_root_user", "minio_root_password", "grafana_admin_password",
+    "mariadb_root_password", "mariadb_password", "jwt_signing_key", "jwt_signing_key_previous", "redis_password",
+    "rabbitmq_password", "rabbitmq_erlang_cookie", "minio_root_user", "minio_root_password", "grafana_admin_password",
     "traefik_dashboard_password", "demo_password",
 ]  # fmt: skip
 
@@ -271,6 +271,8 @@ def test_vault_init_then_rotation_rewires_and_prunes_and_leaks_nothing(vault_inv
     values = decrypt(vault_file, password_file)
     assert set(values) == {f"vault_shopstream_{n}" for n in SECRET_NAMES} | {"vault_shopstream_object_hash_key"}
     assert all(len(v) >= 20 and v.isalnum() for v in values.values())
+    # Until the first rotation, the gateway's previous JWT key is the current one.
+    assert values["vault_shopstream_jwt_signing_key_previous"] == values["vault_shopstream_jwt_signing_key"]
 
     with_pass = ("-i", inv / "hosts.yml", "--vault-password-file", password_file)
     again = playbook("playbooks/vault-init.yml", *with_pass)
@@ -288,25 +290,41 @@ def test_vault_init_then_rotation_rewires_and_prunes_and_leaks_nothing(vault_inv
     assert deployed.rc == 0, deployed.out
     old = objects("secret", "itest_jwt_signing_key")
     assert len(old) == 1
+    previous = objects("secret", "itest_jwt_signing_key_previous")
+    # auth signs with the current key; the gateway verifies with the current and the previous one.
     docker("service", "create", "-d", "--name", "itest_auth", "--no-resolve-image",
            "--secret", f"source={old[0]},target=jwt_signing_key", probe_image, "sleep", "100000")  # fmt: skip
+    docker("service", "create", "-d", "--name", "itest_gateway", "--no-resolve-image",
+           "--secret", f"source={old[0]},target=jwt_signing_key",
+           "--secret", f"source={previous[0]},target=jwt_previous_signing_key",
+           probe_image, "sleep", "100000")  # fmt: skip
     wait_running("itest_auth")
+    wait_running("itest_gateway")
 
     rotated = playbook("playbooks/rotate-secrets.yml", *with_pass, "-e", "rotate=jwt_signing_key", "-vvv")
     assert rotated.rc == 0, rotated.out[-3000:]
     new_values = decrypt(vault_file, password_file)
-    assert new_values["vault_shopstream_jwt_signing_key"] != values["vault_shopstream_jwt_signing_key"]
-    assert {k: v for k, v in new_values.items() if k != "vault_shopstream_jwt_signing_key"} == {
-        k: v for k, v in values.items() if k != "vault_shopstream_jwt_signing_key"
+    jwt, jwt_previous = (
+        new_values["vault_shopstream_jwt_signing_key"],
+        new_values["vault_shopstream_jwt_signing_key_previous"],
+    )
+    assert jwt != values["vault_shopstream_jwt_signing_key"]
+    assert jwt_previous == values["vault_shopstream_jwt_signing_key"], "the previous key is the one rotated away from"
+    assert {k: v for k, v in new_values.items() if "jwt" not in k} == {
+        k: v for k, v in values.items() if "jwt" not in k
     }
     new = objects("secret", "itest_jwt_signing_key")
     assert len(new) == 1 and new != old
     report = " ".join(rotated.out.split())
-    assert f"jwt_signing_key: new {new[0]}, was {old[0]}; rewired: itest_auth; pruned: {old[0]}" in report
-    wait_running("itest_auth")
+    # The gateway moves first: it accepts the new key before auth signs with it.
     assert (
-        file_in_service("itest_auth", "/run/secrets/jwt_signing_key") == new_values["vault_shopstream_jwt_signing_key"]
+        f"jwt_signing_key: new {new[0]}, was {old[0]}; rewired: itest_gateway, itest_auth; pruned: {old[0]}" in report
     )
+    wait_running("itest_auth")
+    wait_running("itest_gateway")
+    assert file_in_service("itest_auth", "/run/secrets/jwt_signing_key") == jwt
+    assert file_in_service("itest_gateway", "/run/secrets/jwt_signing_key") == jwt
+    assert file_in_service("itest_gateway", "/run/secrets/jwt_previous_signing_key") == jwt_previous
 
     # Leak check: no value, old or new, in the -vvv output or in any object's or service's inspect.
     inspected = "".join(

@@ -21,6 +21,7 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._host_probe impor
     parse_module_list,
     parse_proc_net,
     read_kernel,
+    read_overlay_sandboxes,
     read_ports,
     summarise_nodes,
     summarise_swarm,
@@ -732,3 +733,12 @@ def test_probe_docker_retries_an_info_that_fails_during_an_election(engine):
     assert slept == [1]
     assert result["error"] is None
     assert result["swarm"]["cluster_id"] == "8gz6bn1ebvlrx3a0x3jdelgpm"
+
+
+def test_read_overlay_sandboxes_keeps_only_overlay_namespaces(tmp_path):
+    assert read_overlay_sandboxes(str(tmp_path / "missing")) == []
+    netns = tmp_path / "netns"
+    netns.mkdir()
+    for name in ("09e2dbbd46ec", "1-8ki7xr4507", "lb_8ki7xr450", "ingress_sbox", "default"):
+        (netns / name).touch()
+    assert read_overlay_sandboxes(str(tmp_path)) == ["1-8ki7xr4507", "ingress_sbox", "lb_8ki7xr450"]

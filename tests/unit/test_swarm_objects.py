@@ -225,6 +225,33 @@ def test_check_mode_plans_creation_rewiring_and_pruning_without_writing(engine):
     assert mutations(engine) == []
 
 
+def test_consumers_of_a_previous_value_move_first(engine):
+    """A JWT rotation: the gateway (which accepts the previous key) moves before auth signs with the new one."""
+    client = DockerClient("unix://" + engine.server_address, timeout=3)
+    key, prev = "shopstream_jwt", "shopstream_jwt_previous"
+    key_old, key_new = version("k1", "shopstream_jwt_1", "2026-01"), version("k2", "shopstream_jwt_2", "2026-02")
+    prev_old, prev_new = (
+        version("p0", "shopstream_jwt_previous_0", "2026-01"),
+        version("p1", "shopstream_jwt_previous_1", "2026-02"),
+    )
+    engine.routes[("GET", label_query(SECRET, key))] = (200, [key_new, key_old])
+    engine.routes[("GET", label_query(SECRET, prev))] = (200, [prev_new, prev_old])
+    auth = service("auth", secrets=[("k1", "shopstream_jwt_1", "jwt")])
+    gateway = service(
+        "gateway", secrets=[("k1", "shopstream_jwt_1", "jwt"), ("p0", "shopstream_jwt_previous_0", "prev")]
+    )
+    engine.routes[("GET", "/services")] = (200, [auth, gateway])
+    targets = {SECRET: {key: "shopstream_jwt_2", prev: "shopstream_jwt_previous_1"}}
+
+    ordered = rewire_and_prune(client, targets, keep=1, check_mode=True, first=[prev])["rewired"]
+    assert [r["service"] for r in ordered] == ["gateway", "auth"]
+    assert ordered[0]["moved"] == {"secret": [["shopstream_jwt_1", "shopstream_jwt_2"],
+                                              ["shopstream_jwt_previous_0", "shopstream_jwt_previous_1"]]}  # fmt: skip
+    as_listed = rewire_and_prune(client, targets, keep=1, check_mode=True)["rewired"]
+    assert [r["service"] for r in as_listed] == ["auth", "gateway"]
+    assert mutations(engine) == []
+
+
 def test_an_object_of_that_name_made_elsewhere_is_refused(engine):
     client = DockerClient("unix://" + engine.server_address, timeout=3)
     name = versioned_name("shopstream_db", b"new", KEY)

@@ -172,6 +172,23 @@ def test_swarm_ports_held_by_something_else(port, in_swarm, problem):
         assert errors == []
 
 
+@pytest.mark.parametrize(
+    ("reachable", "sandboxes", "problem"),
+    [
+        (False, ["1-8ki7xr4507", "ingress_sbox"], False),  # a killed engine's own leftovers
+        (False, [], True),  # no engine namespaces: someone else's VXLAN
+        (True, ["1-8ki7xr4507"], True),  # engine up, not in a swarm: not its socket
+    ],
+)
+def test_vxlan_port_left_by_a_killed_engine_is_not_another_user(reachable, sandboxes, problem):
+    port = {"port": 4789, "proto": "udp", "in_use": True, "holders": [], "kernel_owned": True}
+    rec = record("m1", ports=[port])
+    rec["probe"]["docker"].update(reachable=reachable, overlay_sandboxes=sandboxes, swarm={"state": None})
+    result = check([rec])
+    assert bool(result["errors"].get("m1")) is problem
+    assert any("stopped Docker engine left behind" in w for w in result["warnings"]) is not problem
+
+
 def test_plan_new_swarm_initialises_on_first_manager():
     recs = [record("m1"), record("m2"), record("m3"), record("w1", role="worker")]
     plan = plan_swarm(recs)

@@ -7,7 +7,13 @@ import pytest
 import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret, is_encrypted
 
-from ansible_collections.shopstream.swarm.plugins.action.vault_values import ALPHABETS, ActionModule, generate, plan
+from ansible_collections.shopstream.swarm.plugins.action.vault_values import (
+    ALPHABETS,
+    ActionModule,
+    apply,
+    generate,
+    plan,
+)
 
 SPECS = {"a": {"length": 8}, "b": {"length": 16}, "cookie": {"length": 32, "alphabet": "upper"}}
 
@@ -25,6 +31,27 @@ SPECS = {"a": {"length": 8}, "b": {"length": 16}, "cookie": {"length": 32, "alph
 )
 def test_plan(current, rotate, generated, rotated):
     assert plan(current, SPECS, rotate) == (generated, rotated)
+
+
+@pytest.mark.parametrize(
+    ("current", "generated", "rotated", "values", "carried"),
+    [
+        # First run: the previous value is the current one.
+        ({}, ["key"], [], {"key": "new", "key_previous": "new"}, ["key_previous"]),
+        # A rotation keeps the replaced value.
+        ({"key": "v1", "key_previous": "v0"}, [], ["key"], {"key": "new", "key_previous": "v1"}, ["key_previous"]),
+        # Nothing to do: unchanged, nothing rewritten.
+        ({"key": "v1", "key_previous": "v0"}, [], [], {"key": "v1", "key_previous": "v0"}, []),
+        # A vault made before keep_previous existed gets the current value as the previous one.
+        ({"key": "v1"}, [], [], {"key": "v1", "key_previous": "v1"}, ["key_previous"]),
+    ],
+)
+def test_keep_previous(current, generated, rotated, values, carried):
+    specs = {"key": {"length": 8, "keep_previous": True}, "plain": {"length": 8}}
+    current = dict(current, plain="p")
+    updated, written = apply(current, specs, generated, rotated, make=lambda spec: "new")
+    assert updated == dict(values, plain="p")
+    assert written == carried
 
 
 def test_generated_values_fit_their_alphabet_and_length():
