@@ -45,11 +45,11 @@ unit: setup
 # The offline image kit on this host: builds every image it can from nothing (or reuses those
 # built from identical inputs), then tests each image, the services' journey and the images role.
 kit: setup
-	pytest tests/images
+	pytest --durations=10 tests/images
 
 # Integration tests run on this host: they bring it to a one-node swarm as `make deploy` does.
 integration: setup
-	pytest tests/integration
+	pytest --durations=15 tests/integration
 
 cluster: setup
 	molecule test -s cluster

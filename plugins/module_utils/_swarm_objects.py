@@ -344,9 +344,9 @@ def rewire_and_prune(client, targets, keep=3, prune=True, rewire=True, check_mod
 
     ``targets`` is ``{Kind: {logical: versioned name}}``. Services that mount a version of a
     logical object named in ``first`` move before the others (a verifier that accepts the
-    previous value too must accept the new one before any issuer uses it). In check mode nothing is written and
-    the result says what would happen. Returns a dict with ``rewired``, ``pruned``, ``in_use``
-    and ``events``; raises UpdateFailed or DockerAPIError.
+    previous value too must accept the new one before any issuer uses it). In check mode
+    nothing is written and the result says what would happen. Returns a dict with ``rewired``,
+    ``pruned``, ``in_use`` and ``events``; raises UpdateFailed or DockerAPIError.
     """
     events = []
     rewirer = Rewirer(client, timeout=timeout, progress=events.append)
