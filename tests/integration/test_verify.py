@@ -79,6 +79,13 @@ def test_verify_passes_on_the_converged_platform_and_changes_nothing(deployed):
         assert proven in run.out
 
 
+def test_verify_of_an_inventory_without_stacks_proves_the_swarm_alone(deployed):
+    """An inventory that deploys no stack (stack_enabled: false) gets the swarm's proof, not a stack's misses."""
+    run = playbook(*VERIFY, "-e", "stack_enabled=false")
+    assert run.rc == 0, run.out[-4000:]
+    assert "No stack is deployed by this inventory (stack_enabled: false)." in " ".join(run.out.split())
+
+
 # --- shopstream.swarm.platform_journey through Ansible (no platform needed) --------------------------
 
 PASSWORD = "not-the-real-demo-password"  # noqa: S105 - must never be shown
