@@ -112,9 +112,15 @@ def test_routes_errors_and_metrics(serve):
     assert request(app, "GET", "/nowhere")[0] == 404
     assert request(app, "GET", "/boom")[:2] == (500, b'{"error":"internal error"}')
     assert request(app, "POST", "/echo", b"x" * 10, {"Content-Length": str(2 << 20)})[0] == 413
-    status, body, headers = request(app, "GET", "/metrics")
-    assert status == 200 and headers["Content-Type"].startswith("text/plain")
-    text = body.decode()
+    # A request is counted after its response went out: the last one may still be on its way.
+    deadline = time.monotonic() + 5
+    while True:
+        status, body, headers = request(app, "GET", "/metrics")
+        assert status == 200 and headers["Content-Type"].startswith("text/plain")
+        text = body.decode()
+        if 'route="/echo",le="+Inf"} 4' in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert "# TYPE shopstream_http_requests_total counter" in text
     assert 'shopstream_http_requests_total{method="POST",route="/echo",status="201"} 1.0' in text
     assert 'shopstream_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
