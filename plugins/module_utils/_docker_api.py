@@ -13,6 +13,12 @@ from urllib.parse import quote
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
+# Swarm's answer to an update whose version index is no longer the object's (swarmkit's
+# store.ErrSequenceConflict): the object changed between the read and the write. Every update
+# the collection sends reads again and retries, at most UPDATE_ATTEMPTS times.
+SEQUENCE_CONFLICT = "update out of sequence"
+UPDATE_ATTEMPTS = 5
+
 
 class DockerAPIError(Exception):
     """The Engine could not be reached or answered with an error.
@@ -91,6 +97,10 @@ class DockerClient:
 
     def get_json(self, path):
         return self.request("GET", path)[1]
+
+
+def is_sequence_conflict(exc):
+    return isinstance(exc, DockerAPIError) and SEQUENCE_CONFLICT in str(exc)
 
 
 def list_services(client):

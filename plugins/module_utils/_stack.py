@@ -22,7 +22,12 @@ import shlex
 import time
 from datetime import datetime
 
-from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import DockerAPIError, filters_param
+from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import (
+    SEQUENCE_CONFLICT,
+    UPDATE_ATTEMPTS,
+    DockerAPIError,
+    filters_param,
+)
 from ansible_collections.shopstream.swarm.plugins.module_utils._swarm_objects import (
     task_error,
     update_failure,
@@ -767,7 +772,17 @@ class StackDeployer:
             args.append("--prune")
         if with_registry_auth:
             args.append("--with-registry-auth")
-        self._cli([*args, self.name], data=compose_text, what="docker stack deploy")
+        # The CLI reads each service and updates it at once; when Swarm changed the service in
+        # between (an update or rollback moving on), the deploy is run again, since it is declarative.
+        for attempt in range(1, UPDATE_ATTEMPTS + 1):
+            try:
+                self._cli([*args, self.name], data=compose_text, what="docker stack deploy")
+                return
+            except StackError as exc:
+                if SEQUENCE_CONFLICT not in (exc.stderr or "") or attempt == UPDATE_ATTEMPTS:
+                    raise
+                self.event(f"a service changed while the stack was deployed ({SEQUENCE_CONFLICT}); deploying again")
+                time.sleep(self.poll * attempt)
 
     def converge(self, previous, expect_update=()):
         """Wait until every service of the stack converges; ``{name: report}``. Raises StackError.

@@ -21,7 +21,14 @@ import re
 import time
 from datetime import datetime, timezone
 
-from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import filters_param, list_services
+from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import (
+    SEQUENCE_CONFLICT,
+    UPDATE_ATTEMPTS,
+    DockerAPIError,
+    filters_param,
+    is_sequence_conflict,
+    list_services,
+)
 
 LOGICAL_LABEL = "com.shopstream.object"
 CREATED_LABEL = "com.shopstream.created"
@@ -271,11 +278,42 @@ class Rewirer:
                 planned.append((service, spec, moved))
         return planned
 
-    def apply(self, service, spec):
-        previous = (service.get("UpdateStatus") or {}).get("StartedAt")
-        version = service["Version"]["Index"]
-        self.client.request("POST", f"/services/{service['ID']}/update?version={version}", spec)
-        self.wait(service["ID"], spec, previous)
+    def read(self, service_id):
+        return self.client.get_json(f"/services/{service_id}")
+
+    def apply(self, service_id, moves_by_kind, attempts=UPDATE_ATTEMPTS):
+        """Move one service, reading it just before the update; returns ``(spec, moved)`` as ``plan``
+        gives them, or ``(spec, None)`` when the service is already on the wanted versions.
+
+        The moves are applied to the spec as read, so whatever else changed in it since the plan
+        (someone's update, a rollback) is kept. When the service changes between that read and
+        the update (Swarm answers "update out of sequence"), it is read again and the moves
+        applied again, up to ``attempts`` times. A service already on the wanted versions is left.
+        """
+        for attempt in range(1, attempts + 1):
+            service = self.read(service_id)
+            planned = self.plan([service], moves_by_kind)
+            if not planned:
+                self.progress(f"{service['Spec']['Name']}: already on the current versions")
+                return service["Spec"], None
+            _, spec, moved = planned[0]
+            version = service["Version"]["Index"]
+            try:
+                self.client.request("POST", f"/services/{service_id}/update?version={version}", spec)
+            except DockerAPIError as exc:
+                if not is_sequence_conflict(exc):
+                    raise
+                self.progress(f"{spec['Name']}: version {version} changed before our update; reading it again")
+                if attempt == attempts:
+                    raise UpdateFailed(
+                        f"Service {spec['Name']} changed between each of {attempts} reads and the update that "
+                        f"followed it ({SEQUENCE_CONFLICT}): another client or an update in progress keeps "
+                        "changing it. Wait until 'docker service inspect' shows it settled, then run again."
+                    ) from exc
+                time.sleep(self.poll * attempt)
+                continue
+            self.wait(service_id, spec, (service.get("UpdateStatus") or {}).get("StartedAt"))
+            return spec, moved
 
     def wait(self, service_id, spec, previous_started=None):
         """Until the update that replaced ``previous_started`` completes; a rollback or pause fails."""
@@ -339,7 +377,9 @@ def consumers_first(services, object_ids):
     return sorted(services, key=lambda service: not mounts(service))
 
 
-def rewire_and_prune(client, targets, keep=3, prune=True, rewire=True, check_mode=False, timeout=300, first=()):
+def rewire_and_prune(
+    client, targets, keep=3, prune=True, rewire=True, check_mode=False, timeout=300, first=(), poll=1.0
+):
     """Move services onto the target versions, one update per service, then prune unused versions.
 
     ``targets`` is ``{Kind: {logical: versioned name}}``. Services that mount a version of a
@@ -349,7 +389,7 @@ def rewire_and_prune(client, targets, keep=3, prune=True, rewire=True, check_mod
     ``pruned``, ``in_use`` and ``events``; raises UpdateFailed or DockerAPIError.
     """
     events = []
-    rewirer = Rewirer(client, timeout=timeout, progress=events.append)
+    rewirer = Rewirer(client, timeout=timeout, poll=poll, progress=events.append)
     stores = {kind: ObjectStore(client, kind) for kind in targets}
     versions = {kind: {logical: stores[kind].versions(logical) for logical in names} for kind, names in targets.items()}
     current = {}
@@ -378,9 +418,10 @@ def rewire_and_prune(client, targets, keep=3, prune=True, rewire=True, check_mod
         }
         for service, spec, moved in rewirer.plan(services, moves):
             if not check_mode:
-                rewirer.apply(service, spec)
-            rewired.append({"service": spec["Name"], "moved": {k: [list(m) for m in v] for k, v in moved.items()}})
+                spec, moved = rewirer.apply(service["ID"], moves)
             service["Spec"] = spec  # what the references will be, for the prune decision below
+            if moved:
+                rewired.append({"service": spec["Name"], "moved": {k: [list(m) for m in v] for k, v in moved.items()}})
         if rewired and not check_mode:
             services = list_services(client)
 

@@ -17,6 +17,9 @@ import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
 from runner import docker, playbook
 
+from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import DockerClient
+from ansible_collections.shopstream.swarm.plugins.module_utils._swarm_objects import SECRET, Rewirer, rewire_and_prune
+
 KEY = secrets.token_hex(32)
 VALUE1 = "first-" + secrets.token_hex(16)
 VALUE2 = "second-" + secrets.token_hex(16)
@@ -139,6 +142,42 @@ def test_a_version_in_use_survives_pruning_and_the_service_is_rewired(module_run
     listed = module_run("shopstream.swarm.swarm_object_info", {"kinds": ["secret"], "names": [logical]})
     assert listed["secrets"][logical]["current"] == second["name"]
     assert listed["secrets"][logical]["versions"][0]["services"] == ["itest_consumer"]
+
+
+def test_an_update_racing_the_rewire_is_read_again_and_both_changes_land(module_run, probe_image, monkeypatch):
+    """Between the rewire's read of a service and its update, another client updates the service:
+    the real engine refuses the stale update ("update out of sequence"); the rewire reads it again
+    and ends on the new version, keeping the other client's change."""
+    logical = "itest_raced"
+    first = module_run("shopstream.swarm.swarm_secret", {"name": logical, "data": VALUE1, "hash_key": KEY})
+    created = docker(
+        "service", "create", "-d", "--name", "itest_raced", "--no-resolve-image",
+        "--secret", f"source={first['name']},target=raced", probe_image, "sleep", "100000",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    wait_running("itest_raced")
+    second = module_run("shopstream.swarm.swarm_secret", {"name": logical, "data": VALUE2, "hash_key": KEY})
+
+    raced = []
+    read = Rewirer.read
+
+    def read_then_race(self, service_id):
+        service = read(self, service_id)
+        if not raced:
+            raced.append(docker("service", "update", "-d", "--label-add", "changed.by=on-call", "itest_raced"))
+        return service
+
+    monkeypatch.setattr(Rewirer, "read", read_then_race)
+    result = rewire_and_prune(DockerClient(), {SECRET: {logical: second["name"]}}, keep=1, timeout=120)
+    assert raced and raced[0].returncode == 0, raced
+    assert sum("reading it again" in e for e in result["events"]) == 1, result["events"]
+    assert result["rewired"] == [{"service": "itest_raced", "moved": {"secret": [[first["name"], second["name"]]]}}]
+    spec = json.loads(docker("service", "inspect", "itest_raced").stdout)[0]["Spec"]
+    assert spec["Labels"] == {"changed.by": "on-call"}
+    assert spec["TaskTemplate"]["ContainerSpec"]["Secrets"][0]["SecretName"] == second["name"]
+    wait_running("itest_raced")
+    assert file_in_service("itest_raced", "/run/secrets/raced") == VALUE2
+    assert objects("secret", logical) == [second["name"]]
 
 
 def test_a_failing_update_is_reported_with_the_service_and_task_error(module_run, probe_image):

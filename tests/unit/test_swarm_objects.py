@@ -362,6 +362,94 @@ def test_a_service_without_tasks_to_replace_completes_on_its_tasks(engine):
     Rewirer(client, timeout=2, poll=0.01).wait("id-api", svc["Spec"], previous_started=None)
 
 
+# A service changed by someone else between the rewire's read and its update
+
+
+OUT_OF_SEQUENCE = (500, {"message": "rpc error: code = Unknown desc = update out of sequence"})
+
+
+class RacingEngine:
+    """The service ``id-auth`` as a swarm keeps it: each update bumps its version; an update with a
+    stale version is refused as swarmkit refuses it. ``race(n)`` makes another client update the
+    service (a label) right after each of our next ``n`` reads, before our update arrives."""
+
+    def __init__(self, engine, secrets):
+        self.engine = engine
+        self.service = service("auth", secrets=secrets, index=10, update=_status("completed", started="t1"))
+        self.races = 0
+        self.updates = []
+        engine.routes[("GET", "/services/id-auth")] = self.read
+        for index in range(10, 30):
+            engine.routes[("POST", f"/services/id-auth/update?version={index}")] = self.writer(index)
+        engine.routes[("GET", f"/tasks?{filters_param(service=['id-auth'])}")] = (200, [])
+
+    def read(self):
+        answer = json.loads(json.dumps(self.service))
+        if self.races:
+            self.races -= 1
+            self.bump(dict(self.service["Spec"], Labels={"changed.by": f"other-{self.service['Version']['Index']}"}))
+        return 200, answer
+
+    def bump(self, spec, started=None):
+        self.service = dict(self.service, Spec=spec, Version={"Index": self.service["Version"]["Index"] + 1})
+        if started:
+            self.service["UpdateStatus"] = _status("completed", started=started)
+
+    def writer(self, index):
+        def write():
+            if index != self.service["Version"]["Index"]:
+                return OUT_OF_SEQUENCE
+            spec = json.loads(self.engine.requests[-1][2])
+            self.updates.append(spec)
+            self.bump(spec, started=f"t{index}")
+            return 200, {}
+
+        return write
+
+
+def jwt_rotation(engine, races):
+    old, new = version("k1", "jwt_1", "2026-01", logical="jwt"), version("k2", "jwt_2", "2026-02", logical="jwt")
+    engine.routes[("GET", label_query(SECRET, "jwt"))] = (200, [new, old])
+    swarm = RacingEngine(engine, secrets=[("k1", "jwt_1", "jwt")])
+    engine.routes[("GET", "/services")] = lambda: (200, [swarm.service])
+    engine.routes[("DELETE", "/secrets/k1")] = (204, None)
+    swarm.races = races
+    client = DockerClient("unix://" + engine.server_address, timeout=3)
+    return swarm, lambda: rewire_and_prune(client, {SECRET: {"jwt": "jwt_2"}}, keep=1, timeout=5, poll=0.01)
+
+
+def test_a_concurrent_update_between_read_and_write_is_read_again_and_kept(engine):
+    swarm, rotate = jwt_rotation(engine, races=2)
+    result = rotate()
+    assert result["rewired"] == [{"service": "auth", "moved": {"secret": [["jwt_1", "jwt_2"]]}}]
+    assert [p["name"] for p in result["pruned"]] == ["jwt_1"]
+    # Two refused updates (versions 10 and 11), then one on the version read last, keeping the other's label.
+    posts = [p for m, p, _ in engine.requests if m == "POST"]
+    assert posts == [f"/services/id-auth/update?version={v}" for v in (10, 11, 12)]
+    assert len(swarm.updates) == 1
+    secret = swarm.service["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"][0]
+    assert (secret["SecretID"], secret["SecretName"]) == ("k2", "jwt_2")
+    assert swarm.service["Spec"]["Labels"] == {"changed.by": "other-11"}
+    assert sum("reading it again" in e for e in result["events"]) == 2
+
+
+def test_a_service_that_never_settles_fails_naming_it_and_the_conflict(engine):
+    swarm, rotate = jwt_rotation(engine, races=99)
+    with pytest.raises(UpdateFailed, match=r"Service auth changed between each of 5 reads.*update out of sequence"):
+        rotate()
+    assert swarm.updates == []
+
+
+def test_a_service_someone_else_moved_already_is_not_updated_again(engine):
+    swarm, _ = jwt_rotation(engine, races=0)
+    moves = {SECRET: {"k1": ("k2", "jwt_2")}}
+    client = DockerClient("unix://" + engine.server_address, timeout=3)
+    spec, moved = Rewirer(client, timeout=5, poll=0.01).apply("id-auth", moves)
+    assert moved == {"secret": [("jwt_1", "jwt_2")]}
+    again = Rewirer(client, timeout=5, poll=0.01).apply("id-auth", moves)
+    assert again == (spec, None) and len(swarm.updates) == 1
+
+
 # Networks
 
 

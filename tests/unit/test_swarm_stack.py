@@ -481,6 +481,20 @@ def test_an_old_cli_without_detach_is_retried_and_cli_failures_report_stderr():
     assert "mapping values" in failure.value.stderr
 
 
+def test_a_service_changed_during_the_deploy_is_deployed_again_a_bounded_number_of_times():
+    conflict = (1, "", "failed to update service st_api: Error response from daemon: rpc error: code = Unknown "
+                       "desc = update out of sequence\n")  # fmt: skip
+    cli = FakeCLI([conflict, (0, "Updating service st_api\n", "")])
+    d = StackDeployer(None, cli, "st", poll=0.01)
+    d.deploy("x")
+    assert len(cli.calls) == 2 and cli.calls[0] == cli.calls[1]
+    assert "update out of sequence" in d.events[0] and d.warnings == []
+    cli = FakeCLI([conflict] * 6)
+    with pytest.raises(StackError, match="update out of sequence"):
+        StackDeployer(None, cli, "st", poll=0.01).deploy("x")
+    assert len(cli.calls) == 5
+
+
 def test_cli_stderr_on_success_becomes_a_warning():
     d = StackDeployer(None, FakeCLI([(0, "", "Ignoring unsupported options: build\n")]), "st")
     d.deploy("x")
