@@ -24,15 +24,22 @@ BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456
 def htpasswd_bcrypt(password, user, key, cost=10):
     """A `user:$2b$...` line for Traefik's basicAuth users file, its salt derived from ``key``.
 
-    Uses the C library's crypt(3) (libxcrypt does bcrypt), so no passlib is needed.
+    Needs the Python package bcrypt on the controller (the standard library's crypt module is
+    gone from Python 3.13). bcrypt reads at most 72 bytes of a password: a longer one is refused
+    rather than silently cut.
     """
-    import crypt  # noqa: PLC0415 - deprecated module, imported only where this filter is used
-
+    try:
+        import bcrypt  # noqa: PLC0415 - only this filter needs it
+    except ImportError as exc:  # the message says what to install
+        raise ValueError(
+            "htpasswd_bcrypt needs the Python package bcrypt on the controller: pip install bcrypt"
+        ) from exc
+    secret = str(password).encode("utf-8")
+    if len(secret) > 72:
+        raise ValueError(f"the password of {user} is {len(secret)} bytes long; bcrypt reads at most 72")
     seed = hmac.new(str(key).encode(), b"htpasswd:" + str(user).encode(), hashlib.sha256).digest()
     salt = "".join(BCRYPT_ALPHABET[b % 64] for b in seed[:21]) + BCRYPT_ALPHABET[seed[21] % 4 * 16]
-    hashed = crypt.crypt(str(password), f"$2b${int(cost):02d}${salt}")
-    if not hashed or not hashed.startswith("$2b$"):
-        raise ValueError("this controller's crypt(3) cannot make bcrypt hashes")
+    hashed = bcrypt.hashpw(secret, f"$2b${int(cost):02d}${salt}".encode("ascii")).decode("ascii")
     return f"{user}:{hashed}"
 
 

@@ -4,9 +4,8 @@ services and the frontend image, on a user-defined bridge network, secrets as bi
 login -> create product -> place order -> notification over WebSocket; 401 on a bad JWT, 429 past the
 rate limit; every log line JSON without a secret; SIGTERM stops each service with exit 0.
 
-The kit's parent images must be built (python3 plugins/module_utils/_image_kit.py python nginx mariadb
-redis rabbitmq); the test skips otherwise. app and frontend are built here by the kit (cached by their
-content tags). Everything it creates is named journeytest-*, and removed at the end.
+The images come from the kit, built here from nothing when the host has none (or reused when built
+from identical inputs). Everything it creates is named journeytest-*, and removed at the end.
 """
 
 import base64
@@ -23,17 +22,13 @@ import uuid
 
 import pytest
 
-from ansible_collections.shopstream.swarm.plugins.module_utils import _image_kit
 from ansible_collections.shopstream.swarm.plugins.module_utils._journey import Client, WebSocket, run_journey
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PREFIX = "journeytest-"
 APP_UID = 10001  # user "app" of the python image, which the app image runs as
 RABBITMQ_UID = 999
 SERVICES = ("auth", "product", "order", "notification", "gateway")
 RATE_LIMIT = 30
-
-pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI")
 
 
 def docker(*args, check=True, timeout=300):
@@ -43,58 +38,11 @@ def docker(*args, check=True, timeout=300):
     return proc.stdout.strip()
 
 
-def newest(repository):
-    """The most recently created local image of a repository, or None."""
-    lines = docker("images", repository, "--format", "{{.CreatedAt}}\t{{.Repository}}:{{.Tag}}").splitlines()
-    return sorted(lines)[-1].split("\t")[1] if lines else None
-
-
-BUILT = []  # images this module built outside the kit (removed at the end)
-
-
-def kit_images():
-    """{name: ref} of the images the journey needs, or pytest.skip naming what is missing.
-
-    Parents: the kit's exact content tags when built, else the newest local build of each (the kit's
-    inputs may be changing under a concurrent build). app and frontend: built by the kit when their
-    parents are its exact tags, else by docker build as journeytest-* images, removed afterwards.
-    """
-    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
-        pytest.skip("the Docker engine does not answer")
-    kit = _image_kit.Kit(os.path.join(ROOT, "images"))
-    refs, missing, exact = {}, [], True
-    for name in ("python", "nginx", "mariadb", "redis", "rabbitmq"):
-        ref = kit.ref(name)
-        if not kit.exists(ref):
-            exact = False
-            ref = newest(f"{kit.repository}/{name}")
-        if ref is None:
-            missing.append(name)
-        refs[name] = ref
-    if missing:
-        pytest.skip(
-            f"kit images not built: {', '.join(missing)} (python3 plugins/module_utils/_image_kit.py "
-            "python nginx mariadb redis rabbitmq)"
-        )
-    for name, parent in (("app", "python"), ("frontend", "nginx")):
-        started = time.monotonic()
-        if exact:
-            result = kit.build(name)
-            refs[name], state = result["image"], "built" if result["changed"] else "cached"
-        else:
-            refs[name], state = f"{PREFIX}{name}:{uuid.uuid4().hex[:8]}", "built (outside the kit)"
-            docker(
-                "build",
-                "-q",
-                "--build-arg",
-                f"BASE={refs[parent]}",
-                "-t",
-                refs[name],
-                os.path.join(ROOT, "images", name),
-            )
-            BUILT.append(refs[name])
-        print(f"{name}: {refs[name]} on {refs[parent]}, {state} in {time.monotonic() - started:.1f} s")
-    return refs
+@pytest.fixture(scope="module")
+def kit_images(kit_ref):
+    """{name: ref} of the images the journey needs, built by the kit from nothing on a fresh host
+    (or reused when built from identical inputs): the journey never skips for want of an image."""
+    return {name: kit_ref(name) for name in ("python", "nginx", "mariadb", "redis", "rabbitmq", "app", "frontend")}
 
 
 def wait_healthy(name, timeout=180):
@@ -246,17 +194,9 @@ class Journey:
 # --- the journey ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", autouse=True)
-def remove_built_images():
-    yield
-    for ref in BUILT:
-        docker("rmi", "-f", ref, check=False)
-
-
 @pytest.fixture(scope="module")
-def journey():
-    images = kit_images()
-    j = Journey(images)
+def journey(kit_images):
+    j = Journey(kit_images)
     started = time.monotonic()
     try:
         j.start()
@@ -413,8 +353,8 @@ def test_sigterm_stops_each_service_with_exit_0(journey, idle_ws):
             assert (opcode, payload[:2]) == (0x8, (1001).to_bytes(2, "big"))
 
 
-def test_a_missing_secret_file_stops_each_service_with_a_clear_error():
-    images = kit_images()
+def test_a_missing_secret_file_stops_each_service_with_a_clear_error(kit_images):
+    images = kit_images
     for svc, variable in (
         ("auth", "DB_PASSWORD_FILE"),
         ("gateway", "JWT_SIGNING_KEY_FILE"),
@@ -436,8 +376,8 @@ def test_a_missing_secret_file_stops_each_service_with_a_clear_error():
 # --- the frontend image ----------------------------------------------------------------------------
 
 
-def test_frontend_serves_the_spa_without_proxying():
-    images = kit_images()
+def test_frontend_serves_the_spa_without_proxying(kit_images):
+    images = kit_images
     name = f"{PREFIX}{uuid.uuid4().hex[:8]}-frontend"
     try:
         docker("run", "-d", "--name", name, "--health-interval", "1s", images["frontend"])
