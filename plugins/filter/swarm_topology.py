@@ -9,10 +9,10 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.shopstream.swarm.plugins.module_utils._topology import check_cluster, plan_removal, plan_swarm
 
 
-def preflight_check(records, settings, unknown_managers=(), supported_os=None, allow_even=False):
+def preflight_check(records, settings, unknown_managers=(), supported_os=None, allow_even=False, in_both=()):
     if not isinstance(records, list):
         raise AnsibleFilterError("preflight_check expects a list of host records")
-    return check_cluster(records, dict(settings), list(unknown_managers), supported_os, allow_even)
+    return check_cluster(records, dict(settings), list(unknown_managers), supported_os, allow_even, list(in_both))
 
 
 def swarm_plan(records, unknown_managers=()):

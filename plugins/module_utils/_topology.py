@@ -139,14 +139,23 @@ def _resolve(value, needed_value, fallback, feature, records):
     return needed_value if has_it else fallback
 
 
-def check_cluster(records, settings, unknown_managers=(), supported_os=None, allow_even=False):
+def check_cluster(records, settings, unknown_managers=(), supported_os=None, allow_even=False, in_both=()):
     """Every preflight rule. Returns ``errors`` (host or "_inventory" -> [message]),
-    ``warnings``, ``resolved`` platform settings, and the swarm ``plan``."""
+    ``warnings``, ``resolved`` platform settings, and the swarm ``plan``.
+
+    ``in_both``: hosts the inventory lists in both swarm_managers and swarm_workers."""
     errors = {}
     warnings = []
 
     def err(key, msg):
         errors.setdefault(key, []).append(msg)
+
+    for name in sorted(in_both):
+        err(
+            name,
+            f"{name}: listed in both swarm_managers and swarm_workers, so its role is ambiguous. Fix: keep "
+            "it in one group (a manager runs tasks too unless swarm_node_availability is drain).",
+        )
 
     managers = [r["host"] for r in records if r["role"] == "manager"] + list(unknown_managers)
     count = len(managers)

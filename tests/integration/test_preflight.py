@@ -34,6 +34,10 @@ CASES = {
         {"managers": ["m1"], "group_vars": {"preflight_supported_os": {"Plan9": ["4"]}}},
         "is not supported (supported: Plan9 4). Fix: use a supported OS",
     ),
+    "a host in both groups": (
+        {"managers": ["m1"], "workers": ["m1"]},
+        "m1: listed in both swarm_managers and swarm_workers, so its role is ambiguous. Fix: keep it in one",
+    ),
     "invalid setting": (
         {"managers": ["m1"], "group_vars": {"shopstream_overlay_encrypted": "sometimes"}},
         "shopstream_overlay_encrypted is 'sometimes'. Fix: set it to true, false or auto.",

@@ -68,6 +68,17 @@ def test_odd_manager_counts_pass(count):
     assert check(recs)["errors"] == {}
 
 
+def test_a_host_in_both_groups_is_refused_by_name():
+    recs = [record("m1", addr="10.0.0.1"), record("w1", addr="10.0.0.2", role="worker")]
+    assert check(recs, in_both=[])["errors"] == {}
+    assert check(recs, in_both=["m1"])["errors"] == {
+        "m1": [
+            "m1: listed in both swarm_managers and swarm_workers, so its role is ambiguous. Fix: keep it in one "
+            "group (a manager runs tasks too unless swarm_node_availability is drain)."
+        ]
+    }
+
+
 def test_even_managers_allowed_explicitly():
     recs = [record("m1", addr="10.0.0.1"), record("m2", addr="10.0.0.2")]
     assert check(recs, allow_even=True)["errors"] == {}
