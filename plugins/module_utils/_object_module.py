@@ -14,6 +14,7 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._swarm_objects im
     ObjectError,
     ObjectStore,
     UpdateFailed,
+    check_keep,
     ensure_version,
     references,
     rewire_and_prune,
@@ -48,6 +49,7 @@ class VersionedObject:
 
     def present(self):
         p = self.params
+        check_keep(p["keep"])  # before a version is created
         before = self.names()
         name, obj_id, created, previous = ensure_version(
             self.client,

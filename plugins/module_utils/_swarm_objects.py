@@ -125,6 +125,15 @@ def references(services, kind):
     return {obj_id: sorted(names) for obj_id, names in refs.items()}
 
 
+def check_keep(keep):
+    """``keep`` counts the current version, so it is 1 or more; anything else is refused, not rounded up."""
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ObjectError(
+            f"keep is {keep!r}: it counts the versions kept per object, the current one included. Fix: set keep "
+            "(secrets_keep, configs_keep or rotate_keep in the roles and playbooks) to 1 or more."
+        )
+
+
 def prune_plan(versions, current_id, keep, refs):
     """Decide which versions go.
 
@@ -132,7 +141,7 @@ def prune_plan(versions, current_id, keep, refs):
     of the rest, those a service references stay too and are reported. Returns
     ``(remove, in_use)``: lists of version objects.
     """
-    keep = max(int(keep), 1)
+    check_keep(keep)
     kept = [v for v in versions if v["ID"] == current_id]
     others = [v for v in versions if v["ID"] != current_id]
     beyond = others[max(keep - len(kept), 0) :]
@@ -388,6 +397,7 @@ def rewire_and_prune(
     nothing is written and the result says what would happen. Returns a dict with ``rewired``,
     ``pruned``, ``in_use`` and ``events``; raises UpdateFailed or DockerAPIError.
     """
+    check_keep(keep)
     events = []
     rewirer = Rewirer(client, timeout=timeout, poll=poll, progress=events.append)
     stores = {kind: ObjectStore(client, kind) for kind in targets}

@@ -340,6 +340,13 @@ def test_vault_init_then_rotation_rewires_and_prunes_and_leaks_nothing(vault_inv
     wait_running("itest_auth")
     wait_running("itest_gateway")
 
+    # On call, a rotation names what it rotates: no default, and an empty list is no list.
+    before = (decrypt(vault_file, password_file), objects("secret", "itest_jwt_signing_key"))
+    for unnamed in ((), ("-e", "rotate="), ("-e", "rotate= , ")):
+        refused = playbook("playbooks/rotate-secrets.yml", *with_pass, *unnamed)
+        assert refused.rc != 0 and "Name the secrets to rotate: -e rotate=" in refused.out, refused.out[-3000:]
+        assert (decrypt(vault_file, password_file), objects("secret", "itest_jwt_signing_key")) == before
+
     rotated = playbook("playbooks/rotate-secrets.yml", *with_pass, "-e", "rotate=jwt_signing_key", "-vvv")
     assert rotated.rc == 0, rotated.out[-3000:]
     new_values = decrypt(vault_file, password_file)

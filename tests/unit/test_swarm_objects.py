@@ -146,13 +146,20 @@ VERSIONS = [version(i, f"db_{i}", f"2026-01-0{n}T00:00:00Z") for n, i in ((5, "v
         # Content went back to an older version: it is current and kept, the newer one can go.
         ("v3", 1, {}, ["v5", "v4", "v2"], []),
         ("v5", 10, {}, [], []),
-        ("v5", 0, {}, ["v4", "v3", "v2"], []),
     ],
 )
 def test_prune_plan(current, keep, refs, removed, in_use):
     remove, busy = prune_plan(VERSIONS, current, keep, refs)
     assert [v["ID"] for v in remove] == removed
     assert [v["ID"] for v in busy] == in_use
+
+
+@pytest.mark.parametrize("keep", [0, -1, "2", True, None])
+def test_a_keep_below_one_is_refused_before_anything_is_read_or_written(engine, keep):
+    client = DockerClient("unix://" + engine.server_address, timeout=3)
+    with pytest.raises(ObjectError, match=r"keep is .*Fix: set keep \(secrets_keep, configs_keep or rotate_keep"):
+        rewire_and_prune(client, {SECRET: {"shopstream_db": "shopstream_db_aaaaaaaaaaaa"}}, keep=keep)
+    assert engine.requests == []
 
 
 def test_inventory_lists_current_versions_and_users():
