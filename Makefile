@@ -11,12 +11,12 @@ COLLECTION_LINK := .collections/ansible_collections/shopstream/swarm
 
 .PHONY: deploy test setup lint unit kit integration cluster clean
 
-# The local inventory's vault is made on first use (vault-init keeps existing values).
+# The local inventory's vault is made on first use (vault_init keeps existing values).
 VAULT_PASS := inventories/local/.vault-pass
 
 deploy: setup
 	if [ -f $(VAULT_PASS) ]; then pass="--vault-password-file $(VAULT_PASS)"; else pass=; fi; \
-	  ansible-playbook playbooks/vault-init.yml -i inventories/local $$pass
+	  ansible-playbook playbooks/vault_init.yml -i inventories/local $$pass
 	ansible-playbook site.yml -i inventories/local --vault-password-file $(VAULT_PASS) $(BECOME)
 
 test: setup lint unit kit integration cluster

@@ -150,7 +150,7 @@ def test_a_removal_that_would_break_quorum_is_refused(inventories):
     node_exec("manager3", "systemctl", "stop", "docker.socket", "docker.service")
     try:
         wait_for("manager3 is unreachable", lambda: nodes()["manager3"][2] == "unreachable")
-        run = playbook("playbooks/remove-node.yml", *inventories["cluster"], "-e", "remove_node=manager2")
+        run = playbook("playbooks/remove_node.yml", *inventories["cluster"], "-e", "remove_node=manager2")
         assert run.rc != 0
         assert "Removing manager manager2 would break quorum: 1 of the 2 remaining managers are reachable" in run.out
         assert run.changed() == 0, run.recap
@@ -207,22 +207,22 @@ def test_removing_a_worker_moves_its_tasks_elsewhere_first(inventories):
         explain=lambda: node_exec("manager1", "docker", "service", "ps", "probe", "--no-trunc", check=False),
     )
 
-    run = playbook("playbooks/remove-node.yml", *inventories["cluster"], "-e", "remove_node=worker2")
+    run = playbook("playbooks/remove_node.yml", *inventories["cluster"], "-e", "remove_node=worker2")
     assert run.rc == 0, run.out
     assert "worker2" not in nodes()
     assert swarm_of("worker2")["LocalNodeState"] == "inactive"
-    # remove-node waited until worker2's task ran elsewhere before it let the node go.
+    # remove_node waited until worker2's task ran elsewhere before it let the node go.
     assert len(probe_tasks()) == 3
     assert "worker2" not in probe_tasks()
 
-    again = playbook("playbooks/remove-node.yml", *inventories["cluster"], "-e", "remove_node=worker2")
+    again = playbook("playbooks/remove_node.yml", *inventories["cluster"], "-e", "remove_node=worker2")
     assert again.rc == 0, again.out
     assert again.changed() == 0, again.recap
     assert "worker2 is not in the swarm: nothing to remove." in again.out
 
 
 def test_removing_a_manager_keeps_quorum_and_the_swarm_writable(inventories):
-    run = playbook("playbooks/remove-node.yml", *inventories["cluster"], "-e", "remove_node=manager3")
+    run = playbook("playbooks/remove_node.yml", *inventories["cluster"], "-e", "remove_node=manager3")
     assert run.rc == 0, run.out
     left = nodes()
     assert sorted(left) == ["manager1", "manager2", "node6", "worker1"]

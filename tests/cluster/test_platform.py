@@ -358,7 +358,7 @@ def secret_names(service):
 
 
 def test_a_rotation_of_the_jwt_signing_key_drops_no_request(capsys):
-    """rotate-secrets.yml moves the gateways (current and previous key) first, then auth: no token is refused."""
+    """rotate_secrets.yml moves the gateways (current and previous key) first, then auth: no token is refused."""
     gateway, auth = "shopstream-app_gateway", "shopstream-app_auth"
     old = secret_versions("shopstream_jwt_signing_key")
     assert len(old) == 1, old
@@ -366,7 +366,7 @@ def test_a_rotation_of_the_jwt_signing_key_drops_no_request(capsys):
     runs = []
 
     def rotate():
-        run = playbook("playbooks/rotate-secrets.yml", "-i", INVENTORY, "-e", "rotate=jwt_signing_key")
+        run = playbook("playbooks/rotate_secrets.yml", "-i", INVENTORY, "-e", "rotate=jwt_signing_key")
         assert run.rc == 0, run.out[-4000:]
         runs.append(run)
 
@@ -383,7 +383,7 @@ def test_a_rotation_of_the_jwt_signing_key_drops_no_request(capsys):
     report = " ".join(runs[0].out.split())
     assert f"jwt_signing_key: new {new[0]}, was {old[0]}; rewired: {gateway}, {auth}; pruned: {old[0]}" in report
     with capsys.disabled():
-        print(f"\n    rotate-secrets.yml took {runs[0].seconds:.1f} s", end="")
+        print(f"\n    rotate_secrets.yml took {runs[0].seconds:.1f} s", end="")
 
 
 def test_a_config_rotation_drops_no_request(capsys):
@@ -393,7 +393,7 @@ def test_a_config_rotation_drops_no_request(capsys):
         # There and back: the second rotation puts the default back, so that the platform is as before.
         for max_age in (default_max_age // 2, default_max_age):
             run = playbook(
-                "playbooks/rotate-configs.yml", "-i", INVENTORY, "-e", f"configs_nginx_assets_max_age={max_age}"
+                "playbooks/rotate_configs.yml", "-i", INVENTORY, "-e", f"configs_nginx_assets_max_age={max_age}"
             )
             assert run.rc == 0, run.out[-4000:]
             wait_for(f"the SPA serves max-age={max_age}", lambda a=max_age: asset_max_age() == a, timeout=60)

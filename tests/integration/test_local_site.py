@@ -30,7 +30,7 @@ def local_vault():
     if not has_pass:
         remove_platform()
     run = playbook(
-        "playbooks/vault-init.yml",
+        "playbooks/vault_init.yml",
         "-i",
         "inventories/local",
         *(("--vault-password-file", str(LOCAL / ".vault-pass")) if has_pass else ()),

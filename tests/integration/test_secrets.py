@@ -246,7 +246,7 @@ SECRET_NAMES = [
         (
             {"vault_shopstream_redis_password": None},
             "No value for vault_shopstream_redis_password: create missing values with `ansible-playbook "
-            "playbooks/vault-init.yml",
+            "playbooks/vault_init.yml",
         ),
         ({"vault_shopstream_object_hash_key": ""}, "No value for vault_shopstream_object_hash_key"),
         (
@@ -271,7 +271,7 @@ def decrypt(path, password_file):
 
 @pytest.fixture
 def vault_inventory(tmp_path):
-    """An inventory directory of its own, this host as its manager, for vault-init and rotation."""
+    """An inventory directory of its own, this host as its manager, for vault_init and rotation."""
     inv = tmp_path / "inv"
     (inv / "group_vars" / "all").mkdir(parents=True)
     (inv / "hosts.yml").write_text(
@@ -303,7 +303,7 @@ def test_vault_init_then_rotation_rewires_and_prunes_and_leaks_nothing(vault_inv
         vault_inventory / "group_vars/all/vault.yml",
         vault_inventory / ".vault-pass",
     )
-    init = playbook("playbooks/vault-init.yml", "-i", inv / "hosts.yml")
+    init = playbook("playbooks/vault_init.yml", "-i", inv / "hosts.yml")
     assert init.rc == 0, init.out
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
     assert vault_file.read_text().startswith("$ANSIBLE_VAULT;1.1;AES256")
@@ -314,7 +314,7 @@ def test_vault_init_then_rotation_rewires_and_prunes_and_leaks_nothing(vault_inv
     assert values["vault_shopstream_jwt_signing_key_previous"] == values["vault_shopstream_jwt_signing_key"]
 
     with_pass = ("-i", inv / "hosts.yml", "--vault-password-file", password_file)
-    again = playbook("playbooks/vault-init.yml", *with_pass)
+    again = playbook("playbooks/vault_init.yml", *with_pass)
     assert again.rc == 0 and again.changed() == 0, again.out
     assert decrypt(vault_file, password_file) == values
 
@@ -343,11 +343,11 @@ def test_vault_init_then_rotation_rewires_and_prunes_and_leaks_nothing(vault_inv
     # On call, a rotation names what it rotates: no default, and an empty list is no list.
     before = (decrypt(vault_file, password_file), objects("secret", "itest_jwt_signing_key"))
     for unnamed in ((), ("-e", "rotate="), ("-e", "rotate= , ")):
-        refused = playbook("playbooks/rotate-secrets.yml", *with_pass, *unnamed)
+        refused = playbook("playbooks/rotate_secrets.yml", *with_pass, *unnamed)
         assert refused.rc != 0 and "Name the secrets to rotate: -e rotate=" in refused.out, refused.out[-3000:]
         assert (decrypt(vault_file, password_file), objects("secret", "itest_jwt_signing_key")) == before
 
-    rotated = playbook("playbooks/rotate-secrets.yml", *with_pass, "-e", "rotate=jwt_signing_key", "-vvv")
+    rotated = playbook("playbooks/rotate_secrets.yml", *with_pass, "-e", "rotate=jwt_signing_key", "-vvv")
     assert rotated.rc == 0, rotated.out[-3000:]
     new_values = decrypt(vault_file, password_file)
     jwt, jwt_previous = (
@@ -385,7 +385,7 @@ def test_vault_init_then_rotation_rewires_and_prunes_and_leaks_nothing(vault_inv
 def test_a_changed_template_rotates_its_config_and_rewires_its_users(inventory, probe_image):
     base = ("-i", inventory(managers=["localhost"]), "-e", "configs_name_prefix=itest_")
     key = ("-e", f"vault_shopstream_object_hash_key={KEY}")
-    first = playbook("playbooks/rotate-configs.yml", *base, *key)
+    first = playbook("playbooks/rotate_configs.yml", *base, *key)
     assert first.rc == 0, first.out
     old = objects("config", "itest_nginx")
     target = "target=/etc/nginx/conf.d/default.conf"
@@ -393,10 +393,10 @@ def test_a_changed_template_rotates_its_config_and_rewires_its_users(inventory, 
            "--config", f"source={old[0]},{target}", probe_image, "sleep", "100000")  # fmt: skip
     wait_running("itest_frontend")
 
-    unchanged = playbook("playbooks/rotate-configs.yml", *base, *key)
+    unchanged = playbook("playbooks/rotate_configs.yml", *base, *key)
     assert unchanged.rc == 0 and unchanged.changed() == 0, unchanged.out
 
-    changed = playbook("playbooks/rotate-configs.yml", *base, *key, "-e", "configs_nginx_assets_max_age=600")
+    changed = playbook("playbooks/rotate_configs.yml", *base, *key, "-e", "configs_nginx_assets_max_age=600")
     assert changed.rc == 0, changed.out
     new = objects("config", "itest_nginx")
     assert len(new) == 1 and new != old
@@ -413,7 +413,7 @@ def test_a_changed_template_rotates_its_config_and_rewires_its_users(inventory, 
 
 def test_an_invalid_template_fails_before_any_config_changes(inventory):
     run = playbook(
-        "playbooks/rotate-configs.yml", "-i", inventory(managers=["localhost"]),
+        "playbooks/rotate_configs.yml", "-i", inventory(managers=["localhost"]),
         "-e", "configs_name_prefix=itest_", "-e", f"vault_shopstream_object_hash_key={KEY}",
         "-e", "configs_nginx_extra_directives='proxy_pas http://x;'",
     )  # fmt: skip
