@@ -232,6 +232,26 @@ def test_login_rejects_a_wrong_password(journey):
     assert status == 401
 
 
+def test_an_account_is_locked_with_a_doubling_back_off_after_failed_logins(journey):
+    """Five failures in a row lock demo for 1 s, the next for 2 s: the right password gets 429 meanwhile."""
+
+    def login(password):
+        return journey.call("POST", "/api/auth/login", {"username": "demo", "password": password})
+
+    right, wrong = journey.secrets["demo_password"], "wrong-password"
+    assert login(right)[0] == 200  # a success clears earlier failures
+    assert [login(wrong)[0] for _ in range(5)] == [401] * 5
+    status, body, headers = login(right)
+    assert (status, headers["Retry-After"]) == (429, "1"), body
+    time.sleep(1.2)
+    assert login(wrong)[0] == 401
+    status, _, headers = login(right)
+    assert status == 429 and 1 <= int(headers["Retry-After"]) <= 2
+    time.sleep(int(headers["Retry-After"]) + 0.2)
+    assert login(right)[0] == 200
+    assert login(wrong)[0] == 401 and login(right)[0] == 200  # the count started again
+
+
 def test_journey_product_order_notification(journey, token, idle_ws):
     status, product, _ = journey.call("POST", "/api/products", {"name": "Mug", "price_cents": 1299, "stock": 5}, token)
     assert status == 201, product

@@ -5,14 +5,17 @@ deployed. The test breaks the network matrix for a moment (the SPA joins `data`)
 and waits for the service to converge again.
 """
 
+import base64
 import json
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 from runner import docker, playbook
 
-LOCAL = Path(__file__).resolve().parents[2] / "inventories" / "local"
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL = ROOT / "inventories" / "local"
 VERIFY = ("playbooks/verify.yml", "-i", "inventories/local", "--vault-password-file", str(LOCAL / ".vault-pass"))
 FRONTEND = "shopstream-app_frontend"
 
@@ -84,6 +87,53 @@ def test_verify_of_an_inventory_without_stacks_proves_the_swarm_alone(deployed):
     run = playbook(*VERIFY, "-e", "stack_enabled=false")
     assert run.rc == 0, run.out[-4000:]
     assert "No stack is deployed by this inventory (stack_enabled: false)." in " ".join(run.out.split())
+
+
+def guess(path, count, body=None, headers=None):
+    """``count`` requests with wrong credentials through Traefik; their (status, text) until the first 429."""
+    import http.client
+
+    answers = []
+    for n in range(count):
+        conn = http.client.HTTPConnection("127.0.0.1", 80, timeout=10)
+        try:
+            data = json.dumps(dict(body, username=f"{body['username']}{n}")) if body else None
+            conn.request("POST" if body else "GET", path, body=data, headers=headers or {})
+            resp = conn.getresponse()
+            answers.append((resp.status, resp.read().decode(errors="replace")))
+        finally:
+            conn.close()
+        if traefik_429(answers[-1]):
+            break
+    return answers
+
+
+def test_traefik_stops_password_guessing_at_the_dashboard_and_the_login_route(deployed):
+    """Traefik's own 429 (text, not the gateway's JSON) past the per-address limits of the stack role."""
+    limits = yaml.safe_load((ROOT / "roles/stack/defaults/main.yml").read_text())["stack_rate_limits"]
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"admin:not-the-password").decode()}
+    # Once the dashboard answers (Traefik reads its routers from the swarm every few seconds):
+    # at most `burst` at once, plus what the bucket refills (average/60 a second) meanwhile.
+    deadline = time.monotonic() + 60
+    while (first := guess("/dashboard/", 1, headers=wrong)[0])[0] != 401 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert first[0] == 401, first
+    dashboard = guess("/dashboard/", 2 * limits["dashboard"]["burst"], headers=wrong)
+    assert traefik_429(dashboard[-1]) and {status for status, _ in dashboard[:-1]} <= {401}, dashboard[-3:]
+    assert len(dashboard) <= limits["dashboard"]["burst"] + 5
+    # Distinct unknown names: no account is locked; the gateway (10 a minute) answers 401 or its
+    # JSON 429 until Traefik's limit answers.
+    body = {"username": "guess-", "password": "x"}
+    login = guess(
+        "/api/auth/login", 2 * limits["login"]["burst"], body=body, headers={"Content-Type": "application/json"}
+    )
+    assert traefik_429(login[-1]) and len(login) <= limits["login"]["burst"] + 5, login[-3:]
+    assert {status for status, _ in login[:-1]} <= {401, 429} and login[0][0] in (401, 429)
+
+
+def traefik_429(answer):
+    status, text = answer
+    return status == 429 and text.strip() == "Too Many Requests"
 
 
 # --- shopstream.swarm.platform_journey through Ansible (no platform needed) --------------------------

@@ -1,7 +1,15 @@
-"""auth: POST /api/auth/login checks a user in MariaDB and issues an HS256 JWT."""
+"""auth: POST /api/auth/login checks a user in MariaDB and issues an HS256 JWT.
+
+Each account has its own back-off besides the gateway's per-client limit: after LOGIN_FREE_FAILURES
+failed logins in a row it is locked for 1 s, then 2, 4, ... up to LOGIN_LOCKOUT_MAX_SECONDS, and a
+locked account answers 429 with Retry-After without looking at the password. Unknown user names are
+counted alike, so the answers tell nobody which accounts exist. A successful login clears the count.
+"""
 
 import logging
+import math
 import threading
+import time
 
 from . import common
 
@@ -14,12 +22,27 @@ CREATE TABLE IF NOT EXISTS users (
   created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
 """
+FAILURES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS login_failures (
+  username VARCHAR(64) NOT NULL PRIMARY KEY,
+  failures INT NOT NULL,
+  locked_until DOUBLE NOT NULL DEFAULT 0,
+  updated_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
+"""
 # Verified when the user does not exist, so that a login takes as long either way.
 _DUMMY_HASH = common.hash_password("not-a-password", salt=b"0" * 16)
 
 
+def lockout_seconds(failures, free, cap):
+    """How long an account is locked after its ``failures``-th failed login in a row."""
+    return 0 if failures < free else min(2 ** (failures - free), cap)
+
+
 def build():
     db = common.mysql_config()
+    free_failures = common.env_int("LOGIN_FREE_FAILURES", 5, 1)
+    lockout_cap = common.env_int("LOGIN_LOCKOUT_MAX_SECONDS", 900, 1)
     key = common.read_secret("JWT_SIGNING_KEY_FILE", "jwt_signing_key", min_length=32)
     ttl = common.env_int("JWT_TTL_SECONDS", 3600, 60)
     issuer = common.env("JWT_ISSUER", "shopstream-auth")
@@ -33,6 +56,8 @@ def build():
         try:
             with conn.cursor() as cur:
                 cur.execute(SCHEMA)
+                cur.execute(FAILURES_SCHEMA)
+                cur.execute("DELETE FROM login_failures WHERE updated_at < NOW() - INTERVAL 1 DAY")
                 if demo_password is not None:
                     cur.execute("SELECT password_hash FROM users WHERE username=%s", (demo_user,))
                     row = cur.fetchone()
@@ -59,17 +84,46 @@ def build():
         username, password = data.get("username"), data.get("password")
         if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
             raise common.HTTPError(400, "username and password are required")
+        name = username[:64]
         conn = common.mysql_connect(db)
         try:
             with conn.cursor() as cur:
-                cur.execute("SELECT password_hash FROM users WHERE username=%s", (username[:64],))
+                cur.execute("SELECT failures, locked_until FROM login_failures WHERE username=%s", (name,))
+                guard = cur.fetchone()
+                now = time.time()
+                if guard and guard["locked_until"] > now:
+                    app.metrics.inc("shopstream_auth_logins_total", "Login attempts.", result="locked")
+                    raise common.HTTPError(
+                        429,
+                        "too many failed logins for this account",
+                        {"Retry-After": str(math.ceil(guard["locked_until"] - now))},
+                    )
+                cur.execute("SELECT password_hash FROM users WHERE username=%s", (name,))
                 row = cur.fetchone()
+                valid = (
+                    common.verify_password(password, row["password_hash"] if row else _DUMMY_HASH) and row is not None
+                )
+                if valid and guard:
+                    cur.execute("DELETE FROM login_failures WHERE username=%s", (name,))
+                elif not valid:  # counted in the database, so that concurrent attempts all count
+                    cur.execute(
+                        "INSERT INTO login_failures (username, failures) VALUES (%s, 1) "
+                        "ON DUPLICATE KEY UPDATE failures = failures + 1",
+                        (name,),
+                    )
+                    cur.execute("SELECT failures FROM login_failures WHERE username=%s", (name,))
+                    lock = lockout_seconds(cur.fetchone()["failures"], free_failures, lockout_cap)
+                    if lock:
+                        cur.execute(
+                            "UPDATE login_failures SET locked_until=%s WHERE username=%s", (time.time() + lock, name)
+                        )
+                        LOG.warning("account locked after failed logins", extra={"user": name, "seconds": lock})
+            conn.commit()
         finally:
             conn.close()
-        valid = common.verify_password(password, row["password_hash"] if row else _DUMMY_HASH) and row is not None
         if not valid:
             app.metrics.inc("shopstream_auth_logins_total", "Login attempts.", result="failure")
-            LOG.info("login failed", extra={"user": username[:64]})
+            LOG.info("login failed", extra={"user": name})
             raise common.HTTPError(401, "invalid username or password")
         app.metrics.inc("shopstream_auth_logins_total", "Login attempts.", result="success")
         token = common.issue_jwt(key, username, ttl, issuer=issuer)

@@ -15,6 +15,10 @@ from . import common
 LOG = logging.getLogger("shopstream.gateway")
 FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept", "Accept-Language", "User-Agent")
 FORWARDED_RESPONSE_HEADERS = ("Content-Type", "Location", "Retry-After")
+# Without Redis the limiter cannot count. Authenticated API calls are let through (a shop that
+# stays open; /healthz reports the outage); logins are refused with 503 and Retry-After, since an
+# unlimited login endpoint is what password guessing needs.
+FAIL_OPEN = ("api",)
 
 
 def upstream(name):
@@ -77,8 +81,13 @@ def build():
         key = f"user:{claims['sub']}" if claims else f"ip:{client}"
         try:
             allowed, _remaining, retry_after = limiters[bucket].check(key, bucket)
-        except Exception as exc:  # noqa: BLE001 - Redis down: fail open, /healthz reports it
-            app.metrics.inc("shopstream_gateway_ratelimit_errors_total", "Rate-limit checks that failed (let through).")
+        except Exception as exc:  # noqa: BLE001 - Redis down: see FAIL_OPEN
+            app.metrics.inc(
+                "shopstream_gateway_ratelimit_errors_total", "Rate-limit checks that failed.", bucket=bucket
+            )
+            if bucket not in FAIL_OPEN:
+                LOG.warning("rate limiter unavailable, login refused", extra={"error": type(exc).__name__})
+                raise common.HTTPError(503, "login is unavailable for a moment", {"Retry-After": "5"}) from None
             LOG.warning("rate limiter unavailable, request let through", extra={"error": type(exc).__name__})
             allowed = True
         if not allowed:

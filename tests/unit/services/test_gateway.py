@@ -116,8 +116,8 @@ def test_login_has_its_own_stricter_limit(stack):
     assert statuses == [200, 200, 429]
 
 
-def test_redis_outage_lets_requests_through_and_fails_healthz(stack):
-    address, _, redis = stack
+def test_redis_outage_lets_api_calls_through_refuses_logins_and_fails_healthz(stack):
+    address, seen, redis = stack
 
     def down(transaction=True):
         raise ConnectionError("redis down")
@@ -125,6 +125,9 @@ def test_redis_outage_lets_requests_through_and_fails_healthz(stack):
     redis.pipeline = down
     redis.ping = lambda: down()
     assert request(address, "GET", "/api/products", headers=bearer())[0] == 200
+    status, _, headers = request(address, "POST", "/api/auth/login", b"{}")
+    assert status == 503 and headers["Retry-After"] == "5"
+    assert [req.path for req in seen] == ["/api/products"]  # the login never reached auth
     assert request(address, "GET", "/healthz")[0] == 503
 
 
