@@ -4,6 +4,18 @@
 """Overlay networks: what is wanted, what differs, and the request that creates one."""
 
 ENCRYPTED = "encrypted"
+# Networks the engine makes and owns: never to be created, changed or removed by this module.
+RESERVED = ("ingress", "bridge", "host", "none", "docker_gwbridge")
+
+
+def reserved_name_error(name):
+    """The refusal for a network the engine owns, or None for a name this module may manage."""
+    if name in RESERVED:
+        return (
+            f"Network {name} is made and owned by the Docker engine ({', '.join(RESERVED)} are); this module "
+            "manages the platform's own overlays only. Fix: choose another name."
+        )
+    return None
 
 
 def wanted_state(params):

@@ -112,6 +112,7 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._networks import 
     create_body,
     differences,
     procedure,
+    reserved_name_error,
     users,
     wanted_state,
 )
@@ -184,6 +185,9 @@ def main():
         ),
         supports_check_mode=True,
     )
+    reserved = reserved_name_error(module.params["name"])
+    if reserved:
+        module.fail_json(msg=reserved)
     manager = NetworkManager(module)
     try:
         if module.params["state"] == "present":

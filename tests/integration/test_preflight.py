@@ -84,3 +84,17 @@ def test_missing_kernel_feature_with_its_setting_left_on(feature, setting, value
     before = host_state()
     run = playbook("site.yml", "-i", inventory(managers=["m1"], group_vars={setting: value}))
     assert_failed_in_preflight(run, fix, before)
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ((), "Say which inventory host to remove: -e remove_node=<host>, one of m1. Nothing was changed."),
+        (("-e", "remove_node=m7"), "remove_node=m7 is not a host of this inventory: -e remove_node=<host>, one of m1."),
+    ],
+)
+def test_remove_node_names_the_host_it_was_asked_for(extra, expected, inventory):
+    before = host_state()
+    run = playbook("playbooks/remove_node.yml", "-i", inventory(managers=["m1"]), *extra)
+    assert run.rc != 0 and expected in " ".join(run.out.split()), run.out[-2000:]
+    assert run.changed() == 0 and host_state() == before

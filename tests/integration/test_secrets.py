@@ -200,6 +200,14 @@ def test_a_failing_update_is_reported_with_the_service_and_task_error(module_run
     assert "itest_fragile" in second["msg"] and "task error" in second["msg"], second["msg"]
 
 
+def test_the_engines_ingress_network_is_refused_in_check_mode_and_for_real(module_run):
+    before = docker("network", "inspect", "--format", "{{.Id}}", "ingress").stdout
+    for check in (True, False):
+        refused = module_run("shopstream.swarm.swarm_network", {"name": "ingress", "internal": True}, check=check)
+        assert refused.get("failed") and "made and owned by the Docker engine" in refused["msg"], refused
+    assert docker("network", "inspect", "--format", "{{.Id}}", "ingress").stdout == before
+
+
 def test_networks_check_apply_again_and_a_change_in_use_is_refused(module_run, probe_image):
     args = {"name": "itest_net", "internal": True, "subnet": "10.199.0.0/24"}
     assert module_run("shopstream.swarm.swarm_network", args, check=True)["changed"]

@@ -16,6 +16,7 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._networks import 
     create_body,
     differences,
     procedure,
+    reserved_name_error,
     users,
     wanted_state,
 )
@@ -478,6 +479,12 @@ PARAMS = {
     "subnet": "10.42.3.0/24",
     "labels": {"com.shopstream.platform": "shopstream"},
 }
+
+
+@pytest.mark.parametrize("name", ["ingress", "bridge", "host", "none", "docker_gwbridge"])
+def test_the_engines_own_networks_are_refused_by_name(name):
+    assert reserved_name_error(name).startswith(f"Network {name} is made and owned by the Docker engine")
+    assert reserved_name_error(f"{name}-shop") is None
 
 
 def test_encrypted_network_reads_back_unchanged():
