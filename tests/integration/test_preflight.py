@@ -98,3 +98,16 @@ def test_remove_node_names_the_host_it_was_asked_for(extra, expected, inventory)
     run = playbook("playbooks/remove_node.yml", "-i", inventory(managers=["m1"]), *extra)
     assert run.rc != 0 and expected in " ".join(run.out.split()), run.out[-2000:]
     assert run.changed() == 0 and host_state() == before
+
+
+def test_a_plaintext_vault_file_fails_in_preflight_naming_it(inventory, tmp_path):
+    hosts = inventory(managers=["m1"])
+    plain = tmp_path / "group_vars" / "all" / "vault.yml"
+    plain.parent.mkdir(parents=True)
+    plain.write_text("vault_shopstream_redis_password: in-the-clear\n")
+    before = host_state()
+    # (The encrypted vaults of inventories/local and the cluster pass preflight in their own tests.)
+    run = playbook("site.yml", "-i", hosts)
+    assert_failed_in_preflight(
+        run, f"{plain}: not encrypted, so every value in it is in the clear. Fix: ansible-vault encrypt {plain}", before
+    )
