@@ -38,6 +38,9 @@ options:
       - Move every service that references an older version to this one, keeping the target file
         name, uid, gid and mode, with one service update each, and wait until each update completes.
         A rollback, a paused update or a timeout fails the task and names the service and task error.
+      - Each service is read just before its update, and the move applied to what was read. When it
+        changed in between (Swarm answers C(update out of sequence)), it is read again and updated
+        on its new version, keeping the other change, at most 5 times.
       - To move services onto several new objects with one update per service, create them with
         O(rewire=false) and use M(shopstream.swarm.swarm_rewire).
     type: bool

@@ -15,6 +15,8 @@ description:
     uses it and O(recreate=unused); a network in use is never touched, and the task fails with the
     differences, the services using it and the procedure to follow. C(community.docker.docker_network)
     removes and recreates instead.
+  - The engine's own networks (C(ingress), C(bridge), C(host), C(none), C(docker_gwbridge)) are
+    refused by name, in check mode too.
   - Reads the C(encrypted) option as Docker reports it (the key's presence, whatever its value,
     L(docker/docs#8521,https://github.com/docker/docs/issues/8521)), so encrypted overlays stay
     unchanged on every run.

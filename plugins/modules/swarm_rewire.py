@@ -15,6 +15,9 @@ description:
     of its objects changed, keeping each reference's target file name, uid, gid and mode.
   - Waits until each update completes. A rollback, a paused update or a timeout fails the task and
     names the service and the task error; services updated before it stay updated.
+  - Each service is read just before its update, and the move applied to what was read. When it
+    changed in between (Swarm answers C(update out of sequence)), it is read again and updated on
+    its new version, keeping the other change, at most 5 times.
   - Then removes versions beyond O(keep) that no service references any more.
 extends_documentation_fragment:
   - shopstream.swarm.engine_api
@@ -32,12 +35,12 @@ options:
       - Logical names (of O(secrets) or O(configs)) whose consumers move before every other service,
         in the order the daemon lists them.
       - For a value whose previous version stays accepted during a rotation, e.g. a JWT verifier
-        given the previous signing key: it must accept the new key before any issuer signs with it.
+        given the previous signing key, which must accept the new key before any issuer signs with it.
     type: list
     elements: str
     default: []
   keep:
-    description: Versions kept per object, the current one included; versions in use are always kept.
+    description: Versions kept per object, the current one included (1 or more); versions in use are always kept.
     type: int
     default: 3
   prune:

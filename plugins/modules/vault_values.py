@@ -15,7 +15,7 @@ description:
     as it was.
   - Creates O(password_file) with mode 0600 when it does not exist, and refuses one that others can
     read.
-  - Never returns or logs a value: the result names the keys only.
+  - Never returns or logs a value; the result names the keys only.
 options:
   path:
     description: The vault file, e.g. C(inventories/prod/group_vars/all/vault.yml).
