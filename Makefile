@@ -19,7 +19,16 @@ deploy: setup
 	  ansible-playbook playbooks/vault_init.yml -i inventories/local $$pass
 	ansible-playbook site.yml -i inventories/local --vault-password-file $(VAULT_PASS) $(BECOME)
 
-test: setup lint unit kit integration cluster
+# Each step in turn, its time printed at the end (and the step that failed, if one did).
+TEST_STEPS := lint unit kit integration cluster
+test: setup
+	@times=""; for step in $(TEST_STEPS); do \
+	  start=$$(date +%s); \
+	  if ! $(MAKE) --no-print-directory $$step; then \
+	    echo "make test: $$step failed after $$(( $$(date +%s) - start )) s;$$times"; exit 1; \
+	  fi; \
+	  times="$$times $$step $$(( $$(date +%s) - start )) s;"; \
+	done; echo "make test: every step passed;$$times"
 
 setup: $(VENV)/.installed $(COLLECTION_LINK)
 
