@@ -214,6 +214,11 @@ def _user_labels(labels):
     return {k: str(v) for k, v in (labels or {}).items() if not k.startswith(STACK_LABEL_PREFIX)}
 
 
+def _caps_view(caps):
+    """Capability names as the CLI and the API may spell them (NET_RAW, CAP_NET_RAW), sorted."""
+    return sorted({c[4:] if c.startswith("CAP_") else c for c in (str(c).upper() for c in caps or [])})
+
+
 def _resources_view(limits, reservations):
     return _prune({"limits": limits, "reservations": reservations})
 
@@ -278,6 +283,10 @@ def spec_view(spec, network_names=None, digests=False):
         "command": list(container.get("Command") or []) or None,
         "args": list(container.get("Args") or []) or None,
         "env": sorted(container.get("Env") or []),
+        "user": container.get("User") or None,
+        "cap_add": _caps_view(container.get("CapabilityAdd")),
+        "cap_drop": _caps_view(container.get("CapabilityDrop")),
+        "read_only": bool(container.get("ReadOnly")),
         "labels": _user_labels(spec.get("Labels")),
         "container_labels": _user_labels(container.get("Labels")),
         "mode": mode,
@@ -485,6 +494,10 @@ def compose_view(compose, stack):
             "command": _as_list(svc.get("entrypoint")) or None,
             "args": _as_list(svc.get("command")) or None,
             "env": sorted(k if v is None else f"{k}={v}" for k, v in env.items()),
+            "user": str(svc["user"]) if svc.get("user") not in (None, "") else None,
+            "cap_add": _caps_view(svc.get("cap_add")),
+            "cap_drop": _caps_view(svc.get("cap_drop")),
+            "read_only": bool(svc.get("read_only")),
             "labels": _user_labels(_pairs(deploy.get("labels"))),
             "container_labels": _user_labels(_pairs(svc.get("labels"))),
             "mode": mode,

@@ -87,11 +87,12 @@ notes:
   - "Check mode deploys nothing. It renders the compose file with C(docker stack config) (merges and
     interpolation by the CLI) and compares, per service, this subset of fields with the existing
     service specs: image (without digest), entrypoint (C(command) of the spec), command (C(args)),
-    environment, deploy labels and container labels, mode and replicas, networks, secrets and configs
+    environment, user, capabilities added and dropped, read-only root filesystem, deploy labels and
+    container labels, mode and replicas, networks, secrets and configs
     (name, target, uid, gid, mode), mounts (type, source, target, read-only), resources (cpus, memory,
     pids), placement (constraints, preferences, max replicas per node), update_config,
     rollback_config, restart_policy, healthcheck, endpoint mode and ports. A change to any other
-    field (e.g. C(stop_grace_period), C(user), C(logging)) is seen by a real run but not by check mode."
+    field (e.g. C(stop_grace_period), C(logging)) is seen by a real run but not by check mode."
   - Runs on a Swarm manager. Needs the docker CLI there (any version with C(docker stack deploy); CLI 26
     and later are told C(--detach=true), the module does its own waiting) and PyYAML for check mode.
   - An identical redeploy still overwrites each service's previous spec (the target of a manual

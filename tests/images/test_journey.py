@@ -153,9 +153,9 @@ class Journey:
         )
         common_mounts = {
             "auth": ["db_password", "jwt_signing_key", "demo_password"],
-            "product": ["db_password"],
-            "order": ["db_password", "rabbitmq_password"],
-            "notification": ["rabbitmq_password"],
+            "product": ["db_password", "jwt_signing_key"],
+            "order": ["db_password", "rabbitmq_password", "jwt_signing_key"],
+            "notification": ["rabbitmq_password", "jwt_signing_key"],
             "gateway": ["jwt_signing_key", "redis_password"],
         }
         env = {

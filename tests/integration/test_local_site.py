@@ -46,6 +46,8 @@ NETWORKS = {
     "backend": ("overlay", "swarm", True),
     "data": ("overlay", "swarm", True),
     "monitoring": ("overlay", "swarm", False),
+    "cache": ("overlay", "swarm", True),
+    "queue": ("overlay", "swarm", True),
 }
 
 

@@ -244,7 +244,7 @@ def secret_vars(**overrides):
 SECRET_NAMES = [
     "mariadb_root_password", "mariadb_password", "jwt_signing_key", "jwt_signing_key_previous", "redis_password",
     "rabbitmq_password", "rabbitmq_erlang_cookie", "minio_root_user", "minio_root_password", "grafana_admin_password",
-    "traefik_dashboard_password", "demo_password",
+    "traefik_dashboard_password", "demo_password", "monitoring_password",
 ]  # fmt: skip
 
 

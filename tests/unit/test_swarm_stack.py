@@ -248,6 +248,25 @@ def test_check_mode_plan_noop_then_one_change_with_a_minimal_diff():
     assert after["stacktesty_worker"]["mode"] == "replicated" and after["stacktesty_worker"]["replicas"] == 1
 
 
+def test_check_mode_sees_a_change_of_user_capabilities_or_read_only_root():
+    spec = json.loads(json.dumps(API_SPEC))
+    container = spec["TaskTemplate"]["ContainerSpec"]
+    container.update(
+        {"User": "10001", "CapabilityAdd": ["CAP_NET_BIND_SERVICE"], "CapabilityDrop": ["ALL"], "ReadOnly": True}
+    )
+    compose = yaml.safe_load(COMPOSE)
+    compose["services"]["api"].update(
+        {"user": "10001", "cap_add": ["NET_BIND_SERVICE"], "cap_drop": ["ALL"], "read_only": True}
+    )
+    assert plan(compose, "stacktesty", [svc("stacktesty_api", spec=spec)], NETWORKS) == ({}, {}, {})
+    changes, before, after = plan(yaml.safe_load(COMPOSE), "stacktesty", [svc("stacktesty_api", spec=spec)], NETWORKS)
+    assert changes == {"stacktesty_api": "updated"}
+    assert before["stacktesty_api"] == {
+        "user": "10001", "cap_add": ["NET_BIND_SERVICE"], "cap_drop": ["ALL"], "read_only": True
+    }  # fmt: skip
+    assert after["stacktesty_api"] == {"user": None, "cap_add": [], "cap_drop": [], "read_only": False}
+
+
 def test_check_mode_removal_only_with_prune():
     existing = [svc("stacktesty_api", spec=API_SPEC), svc("stacktesty_old")]
     compose = yaml.safe_load(COMPOSE)

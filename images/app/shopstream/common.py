@@ -1,6 +1,7 @@
 """Code shared by the ShopStream services: configuration and secrets, JSON logging, Prometheus metrics,
-HS256 JWTs, password hashing, the Redis rate limiter, the order event, WebSocket framing, and a small
-threaded HTTP server that drains in-flight requests on SIGTERM.
+HS256 JWTs and who is asking (every service verifies the caller's token itself), password hashing, the Redis
+rate limiter, the order event, WebSocket framing, and a small threaded HTTP server that drains in-flight
+requests on SIGTERM.
 
 Only the standard library is imported here; pymysql, redis and pika are imported where a connection
 is made, so that the unit tests run without them.
@@ -26,7 +27,6 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOG = logging.getLogger("shopstream")
-USER_HEADER = "X-Shopstream-User"  # set by the gateway from a verified JWT; stripped from client requests
 MAX_BODY = 1 << 20
 
 
@@ -283,6 +283,38 @@ def verify_jwt(token, keys, issuer="shopstream-auth", now=None, leeway=30):
     return claims
 
 
+def bearer_token(headers):
+    """(token, via_subprotocol): from Authorization, or from a WebSocket offering the protocols "bearer, TOKEN"
+    (browsers cannot set headers on a WebSocket; a query string would end up in access logs)."""
+    auth = headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip(), False
+    offered = [p.strip() for p in headers.get("Sec-WebSocket-Protocol", "").split(",")]
+    if len(offered) >= 2 and offered[0] == "bearer":
+        return offered[1], True
+    return None, False
+
+
+def jwt_keys():
+    """The keys a token may be signed with: the current one, and the one before the last rotation."""
+    keys = [read_secret("JWT_SIGNING_KEY_FILE", "jwt_signing_key", min_length=32)]
+    previous = read_secret("JWT_PREVIOUS_SIGNING_KEY_FILE", "jwt_previous_signing_key", required=False)
+    if previous:  # accepted during a key rotation, never used to sign
+        keys.append(previous)
+    return keys
+
+
+def token_verifier(keys=None, issuer=None):
+    """A function: token -> verified claims (JWTError otherwise), over jwt_keys() and $JWT_ISSUER by default.
+
+    No service takes an identity from a header: the gateway forwards the caller's own token and every
+    service behind it verifies it again, so a request from inside the backend network names a user only
+    with a token auth signed."""
+    keys = jwt_keys() if keys is None else list(keys)
+    issuer = env("JWT_ISSUER", "shopstream-auth") if issuer is None else issuer
+    return lambda token: verify_jwt(token, keys, issuer=issuer)
+
+
 # --- passwords -----------------------------------------------------------------------------------
 
 PBKDF2_ITERATIONS = 120_000
@@ -455,7 +487,7 @@ class Request:
         self.headers = handler.headers
         self.params = params
         self.client = handler.client_address[0]
-        self.user = handler.headers.get(USER_HEADER) or None
+        self.user = self.token = None  # set by App.dispatch on routes that need a verified caller
         self._body = None
 
     def body(self):
@@ -519,9 +551,10 @@ class _Server(ThreadingHTTPServer):
 class App:
     """Routes, /healthz, /metrics, access logs and the SIGTERM drain shared by every service."""
 
-    def __init__(self, service):
+    def __init__(self, service, verify_token=None):
         self.service = service
-        self.routes = []  # (method, compiled regex, route label, handler)
+        self.routes = []  # (method, compiled regex, route label, handler, needs a verified caller)
+        self.verify_token = verify_token  # token -> claims, for routes added with user=True
         self.metrics = Metrics()
         self.health_checks = {}  # name -> callable raising on failure
         self.stopping = threading.Event()
@@ -541,8 +574,25 @@ class App:
             "GET", "/metrics", lambda req: (200, self.metrics.render(), {"Content-Type": "text/plain; version=0.0.4"})
         )
 
-    def route(self, method, pattern, handler, label=None):
-        self.routes.append((method, re.compile(f"^{pattern}$"), label or pattern, handler))
+    def route(self, method, pattern, handler, label=None, user=False):
+        """user=True: the handler runs only for a caller with a valid bearer token (req.user, req.token), else 401."""
+        if user and self.verify_token is None:
+            raise ValueError(f"{self.service}: a route that needs a verified caller needs a token verifier")
+        self.routes.append((method, re.compile(f"^{pattern}$"), label or pattern, handler, user))
+
+    def authenticate(self, req):
+        token, _ = bearer_token(req.headers)
+        reason = "no token"
+        if token:
+            try:
+                claims = self.verify_token(token)
+                req.user, req.token = claims["sub"], token
+                return
+            except JWTError as exc:
+                reason = str(exc)
+        self.metrics.inc("shopstream_auth_failures_total", "Requests refused with 401 (no valid token).")
+        LOG.info("unauthorized", extra={"path": req.path, "reason": reason, "client": req.client})
+        raise HTTPError(401, "a valid bearer token is required", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
     def healthz(self, req):
         if self.draining:
@@ -567,11 +617,14 @@ class App:
             self._inflight += 1
         try:
             allowed = []
-            for method, regex, rlabel, fn in self.routes:
+            for method, regex, rlabel, fn, needs_user in self.routes:
                 match = regex.match(path)
                 if match and method in (handler.command, "*"):
                     label = rlabel
-                    result = fn(Request(handler, match.groupdict()))
+                    req = Request(handler, match.groupdict())
+                    if needs_user:
+                        self.authenticate(req)
+                    result = fn(req)
                     break
                 if match:
                     allowed.append(method)

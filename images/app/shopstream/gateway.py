@@ -1,6 +1,7 @@
 """gateway: the only public API. Verifies JWTs (except for /api/auth/*), rate-limits each client in Redis
 (429), and forwards /api/auth/* to auth, /api/products* to product, /api/orders* to order and the
-WebSocket /api/notifications/ws to notification, naming the verified user in X-Shopstream-User."""
+WebSocket /api/notifications/ws to notification, with the caller's own token (Authorization), which each of them
+verifies again: no header names a user."""
 
 import contextlib
 import http.client
@@ -25,18 +26,6 @@ def upstream(name):
     return common.env(f"{name.upper()}_HOST", name), common.env_int(f"{name.upper()}_PORT", 8080, 1)
 
 
-def bearer_token(headers):
-    """(token, via_subprotocol): from Authorization, or from a WebSocket offering the protocols "bearer, TOKEN"
-    (browsers cannot set headers on a WebSocket; a query string would end up in access logs)."""
-    auth = headers.get("Authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip(), False
-    offered = [p.strip() for p in headers.get("Sec-WebSocket-Protocol", "").split(",")]
-    if len(offered) >= 2 and offered[0] == "bearer":
-        return offered[1], True
-    return None, False
-
-
 def client_address(peer, forwarded_for, trusted_hops):
     """The client's address: the peer, or the entry the nearest trusted proxy appended to X-Forwarded-For."""
     hops = [h.strip() for h in (forwarded_for or "").split(",") if h.strip()]
@@ -46,11 +35,7 @@ def client_address(peer, forwarded_for, trusted_hops):
 
 
 def build():
-    keys = [common.read_secret("JWT_SIGNING_KEY_FILE", "jwt_signing_key", min_length=32)]
-    previous = common.read_secret("JWT_PREVIOUS_SIGNING_KEY_FILE", "jwt_previous_signing_key", required=False)
-    if previous:  # accepted during a key rotation, never used to sign
-        keys.append(previous)
-    issuer = common.env("JWT_ISSUER", "shopstream-auth")
+    verify_token = common.token_verifier()
     window = common.env_int("RATE_LIMIT_WINDOW_SECONDS", 60, 1)
     redis = common.redis_client()
     limiters = {
@@ -65,12 +50,13 @@ def build():
     app.ready.set()
 
     def admit(req, bucket, needs_auth):
-        """The verified claims (None for an anonymous request that needs none); HTTPError 429 or 401."""
-        token, via_protocol = bearer_token(req.headers)
+        """(claims, token, via_protocol): the verified claims and their token (None for an anonymous request that
+        needs none); HTTPError 429 or 401."""
+        token, via_protocol = common.bearer_token(req.headers)
         claims, reason = None, "no token"
         if token:
             try:
-                claims = common.verify_jwt(token, keys, issuer=issuer)
+                claims = verify_token(token)
             except common.JWTError as exc:
                 reason = str(exc)
         client = (
@@ -99,15 +85,15 @@ def build():
             raise common.HTTPError(
                 401, "a valid bearer token is required", {"WWW-Authenticate": 'Bearer error="invalid_token"'}
             )
-        return claims, via_protocol
+        return claims, (token if claims else None), via_protocol
 
-    def forward(req, name, claims):
+    def forward(req, name, token):
         host, port = upstreams[name]
         headers = {h: req.headers[h] for h in FORWARDED_REQUEST_HEADERS if req.headers.get(h)}
         request_id = req.headers.get("X-Request-Id") or uuid.uuid4().hex
         headers.update({"X-Request-Id": request_id[:64], "X-Forwarded-For": req.client, "Connection": "close"})
-        if claims:
-            headers[common.USER_HEADER] = claims["sub"]
+        if token:  # the service verifies it again (it trusts no header that names a user)
+            headers["Authorization"] = f"Bearer {token}"
         body = req.body() if req.method in ("POST", "PUT", "PATCH") else None
         path = req.path + ("?" + req.raw_query if req.raw_query else "")
         start = time.monotonic()
@@ -134,13 +120,13 @@ def build():
 
     def route_to(name, bucket="api", needs_auth=True):
         def handler(req):
-            claims, _ = admit(req, bucket, needs_auth)
-            return forward(req, name, claims)
+            _, token, _ = admit(req, bucket, needs_auth)
+            return forward(req, name, token)
 
         return handler
 
     def websocket(req):
-        claims, via_protocol = admit(req, "api", True)
+        _, token, via_protocol = admit(req, "api", True)
         key = req.headers.get("Sec-WebSocket-Key", "")
         if "websocket" not in req.headers.get("Upgrade", "").lower() or len(key) != 24:
             raise common.HTTPError(426, "a WebSocket upgrade is required", {"Sec-WebSocket-Version": "13"})
@@ -157,7 +143,7 @@ def build():
                 "Connection: Upgrade",
                 f"Sec-WebSocket-Key: {key}",
                 "Sec-WebSocket-Version: 13",
-                f"{common.USER_HEADER}: {claims['sub']}",
+                f"Authorization: Bearer {token}",
             ]
             if via_protocol:
                 lines.append("Sec-WebSocket-Protocol: bearer")

@@ -1,5 +1,5 @@
 """notification: consumes order.created events from RabbitMQ and pushes each to its user's WebSocket clients
-(GET /api/notifications/ws, the user named by the gateway in X-Shopstream-User)."""
+(GET /api/notifications/ws, for the user of the token the gateway forwards, verified here again)."""
 
 import contextlib
 import json
@@ -85,7 +85,7 @@ class Hub:
 
 def build():
     params = common.rabbitmq_parameters()
-    app = common.App("notification")
+    app = common.App("notification", verify_token=common.token_verifier())
     hub = Hub()
     state = {"connected": False}
     app.metrics.gauge_fn("shopstream_notification_clients", "Connected WebSocket clients.", hub.count)
@@ -152,8 +152,6 @@ def build():
         key = headers.get("Sec-WebSocket-Key", "")
         if len(key) != 24:
             raise common.HTTPError(400, "bad Sec-WebSocket-Key")
-        if not req.user:
-            raise common.HTTPError(401, "no authenticated user")
         if app.draining:
             raise common.HTTPError(503, "draining")
         handler = req.handler
@@ -192,6 +190,6 @@ def build():
             LOG.info("client disconnected", extra={"user": req.user})
         return None
 
-    app.route("GET", "/api/notifications/ws", websocket)
+    app.route("GET", "/api/notifications/ws", websocket, user=True)
     threading.Thread(target=consume, daemon=True).start()
     return app

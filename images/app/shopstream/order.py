@@ -110,7 +110,7 @@ def build():
     db = common.mysql_config()
     product_url = f"http://{common.env('PRODUCT_HOST', 'product')}:{common.env_int('PRODUCT_PORT', 8080, 1)}"
     publisher = Publisher(common.rabbitmq_parameters())
-    app = common.App("order")
+    app = common.App("order", verify_token=common.token_verifier())
     app.health_checks["mariadb"] = lambda: common.mysql_ping(db)
     app.health_checks["rabbitmq"] = publisher.ping
     app.on_stop.append(publisher.close)
@@ -127,9 +127,12 @@ def build():
         LOG.info("schema and topology ready")
         app.ready.set()
 
-    def fetch_product(pid):
+    def fetch_product(pid, token):
+        """The product, asked for with the caller's own token (product verifies it too)."""
+        url, auth = f"{product_url}/api/products/{pid}", {"Authorization": f"Bearer {token}"}
+        request = urllib.request.Request(url, headers=auth)  # noqa: S310 - an http:// URL of our own
         try:
-            with urllib.request.urlopen(f"{product_url}/api/products/{pid}", timeout=5) as resp:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310
                 return json.load(resp)
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
@@ -141,10 +144,8 @@ def build():
     def create_order(req):
         if not app.ready.is_set():
             raise common.HTTPError(503, "starting")
-        if not req.user:
-            raise common.HTTPError(401, "no authenticated user")
         items = validate(req.json())
-        products = {i["product_id"]: fetch_product(i["product_id"]) for i in items}
+        products = {i["product_id"]: fetch_product(i["product_id"], req.token) for i in items}
         reserve_inventory(items, products)
         total = sum(products[i["product_id"]]["price_cents"] * i["quantity"] for i in items)
         payment_ref = charge_payment(req.user, total)
@@ -181,8 +182,6 @@ def build():
     def list_orders(req):
         if not app.ready.is_set():
             raise common.HTTPError(503, "starting")
-        if not req.user:
-            raise common.HTTPError(401, "no authenticated user")
         conn = common.mysql_connect(db)
         try:
             with conn.cursor() as cur:
@@ -199,7 +198,7 @@ def build():
             row["created_at"] = row["created_at"].isoformat()
         return 200, {"orders": rows}
 
-    app.route("POST", "/api/orders", create_order)
-    app.route("GET", "/api/orders", list_orders)
+    app.route("POST", "/api/orders", create_order, user=True)
+    app.route("GET", "/api/orders", list_orders, user=True)
     threading.Thread(target=common.retry_forever, args=("startup", init, app.stopping), daemon=True).start()
     return app

@@ -35,7 +35,7 @@ def validate(data):
 
 def build():
     db = common.mysql_config()
-    app = common.App("product")
+    app = common.App("product", verify_token=common.token_verifier())
     app.health_checks["mariadb"] = lambda: common.mysql_ping(db)
 
     def query(sql, args=(), write=False):
@@ -84,8 +84,8 @@ def build():
         body = {"id": product_id, "name": name, "description": description, "price_cents": price, "stock": stock}
         return 201, body, {"Location": f"/api/products/{product_id}"}
 
-    app.route("GET", "/api/products", list_products)
-    app.route("POST", "/api/products", create_product)
-    app.route("GET", r"/api/products/(?P<id>[0-9]{1,9})", get_product, label="/api/products/{id}")
+    app.route("GET", "/api/products", list_products, user=True)
+    app.route("POST", "/api/products", create_product, user=True)
+    app.route("GET", r"/api/products/(?P<id>[0-9]{1,9})", get_product, label="/api/products/{id}", user=True)
     threading.Thread(target=common.retry_forever, args=("schema setup", init, app.stopping), daemon=True).start()
     return app

@@ -1,4 +1,4 @@
-"""The gateway in-process, with an in-memory Redis and a stand-in upstream: 401, 429, routing, user header."""
+"""The gateway in-process, with an in-memory Redis and a stand-in upstream: 401, 429, routing, the caller's token."""
 
 import http.client
 import json
@@ -34,14 +34,15 @@ def stack(secrets_dir, monkeypatch):
     (secrets_dir / "redis_password").write_text("unused")
     redis = FakeRedis()
     monkeypatch.setattr(common, "redis_client", lambda: redis)
-    upstream = common.App("upstream")
+    upstream = common.App("upstream", verify_token=common.token_verifier([KEY], "shopstream-auth"))
     seen = []
 
     def echo(req):
         seen.append(req)
         return 200, {"path": req.path, "user": req.user, "body": req.body().decode()}, {"X-Secret-Header": "no"}
 
-    upstream.route("*", "/api/.*", echo)
+    upstream.route("*", "/api/auth/.*", echo)  # like auth: anonymous
+    upstream.route("*", "/api/.*", echo, user=True)  # like product, order: verifies the token again
     threads = [start(upstream)]
     for name in ("auth", "product", "order"):
         monkeypatch.setenv(f"{name.upper()}_HOST", "127.0.0.1")
@@ -89,14 +90,15 @@ def test_missing_or_bad_token_is_401_and_not_forwarded(stack, headers):
     assert not seen
 
 
-def test_verified_user_is_forwarded_and_a_forged_user_header_is_replaced(stack):
+def test_the_callers_token_is_forwarded_and_no_identity_header(stack):
     address, seen, _ = stack
-    headers = {**bearer("alice"), common.USER_HEADER: "admin"}
+    token = bearer("alice")
+    headers = {**token, "X-Shopstream-User": "admin", "X-Forwarded-User": "admin"}
     status, body, _ = request(address, "POST", "/api/orders", b'{"items":[]}', headers)
     assert status == 200
-    assert json.loads(body)["user"] == "alice"
-    assert seen[0].headers.get_all(common.USER_HEADER) == ["alice"]
-    assert "Authorization" not in seen[0].headers
+    assert json.loads(body)["user"] == "alice"  # from the token, which the upstream verified again
+    assert seen[0].headers.get_all("Authorization") == [token["Authorization"]]
+    assert "X-Shopstream-User" not in seen[0].headers and "X-Forwarded-User" not in seen[0].headers
     assert request(address, "GET", "/api/products/3?limit=2", headers=bearer())[0] == 200
     assert seen[-1].path == "/api/products/3" and seen[-1].query == {"limit": "2"}
 
@@ -144,6 +146,6 @@ def test_client_address_takes_the_trusted_proxy_entry():
 
 
 def test_bearer_token_from_header_or_websocket_subprotocol():
-    assert gateway.bearer_token({"Authorization": "Bearer abc"}) == ("abc", False)
-    assert gateway.bearer_token({"Sec-WebSocket-Protocol": "bearer, a.b.c"}) == ("a.b.c", True)
-    assert gateway.bearer_token({"Sec-WebSocket-Protocol": "chat"}) == (None, False)
+    assert common.bearer_token({"Authorization": "Bearer abc"}) == ("abc", False)
+    assert common.bearer_token({"Sec-WebSocket-Protocol": "bearer, a.b.c"}) == ("a.b.c", True)
+    assert common.bearer_token({"Sec-WebSocket-Protocol": "chat"}) == (None, False)

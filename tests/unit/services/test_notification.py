@@ -13,6 +13,7 @@ import types
 import pytest
 from shopstream import common
 
+KEY = "n" * 40
 ORDER = {
     "id": 7,
     "user": "demo",
@@ -26,6 +27,7 @@ ORDER = {
 def broker(monkeypatch, secrets_dir):
     """A fake pika whose channel.consume() yields what the test puts in broker.messages."""
     (secrets_dir / "rabbitmq_password").write_text("pw")
+    (secrets_dir / "jwt_signing_key").write_text(KEY)
     messages, acks = queue.Queue(), []
 
     class Channel:
@@ -73,12 +75,14 @@ def broker(monkeypatch, secrets_dir):
 
 
 def ws_connect(address, user):
+    """A WebSocket as the gateway opens it: the user's token in Authorization."""
     sock = socket.create_connection(address, timeout=5)
     key = base64.b64encode(os.urandom(16)).decode()
+    token = common.issue_jwt(KEY, user, 600)
     sock.sendall(
         (
             "GET /api/notifications/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{common.USER_HEADER}: {user}\r\n\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n"
         ).encode()
     )
     head = b""
@@ -124,7 +128,12 @@ def test_event_to_websocket_ping_and_drain(broker):
     other.close()
 
 
-def test_websocket_needs_the_gateway_user_header(broker):
+@pytest.mark.parametrize(
+    "credential",
+    ["", "X-Shopstream-User: demo\r\n", f"Authorization: Bearer {common.issue_jwt('x' * 40, 'demo', 600)}\r\n"],
+    ids=["none", "identity-header", "token-of-another-key"],
+)
+def test_websocket_needs_a_token_it_verifies_itself(broker, credential):
     from shopstream import notification
 
     app = notification.build()
@@ -134,9 +143,11 @@ def test_websocket_needs_the_gateway_user_header(broker):
     sock = socket.create_connection(app.address, timeout=5)
     sock.sendall(
         b"GET /api/notifications/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" + credential.encode() + b"\r\n"
     )
     assert sock.recv(100).startswith(b"HTTP/1.1 401")
     sock.close()
+    app.stopping.set()
+    thread.join(10)
     app.stopping.set()
     thread.join(10)
