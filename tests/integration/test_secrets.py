@@ -5,6 +5,7 @@ new content (new version); a version in use survives pruning; a service is rewir
 converges; bad input fails clearly and changes nothing. Objects are named itest_* and removed.
 """
 
+import datetime
 import json
 import os
 import secrets
@@ -248,9 +249,40 @@ SECRET_NAMES = [
 ]  # fmt: skip
 
 
+def tls_pair(days, same_key=True):
+    """A self-signed PEM certificate valid from yesterday for ``days`` days (negative: expired), and a key:
+    its own, or another one."""
+    from cryptography import x509  # noqa: PLC0415 - only these cases need it
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
+    key, other = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "itest.example")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=days)).sign(key, hashes.SHA256())
+    )  # fmt: skip
+    pem = (key if same_key else other).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return {
+        "secrets_extra": {"tls_certificate": "itest_tls_certificate", "tls_key": "vault_itest_tls_key"},
+        "itest_tls_certificate": cert.public_bytes(serialization.Encoding.PEM).decode(),
+        "vault_itest_tls_key": pem.decode(),
+    }
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
+        (
+            tls_pair(90, same_key=False),
+            "The TLS certificate cannot be used: vault_itest_tls_key is not the key of itest_tls_certificate",
+        ),
+        (tls_pair(-2), "The TLS certificate cannot be used: itest_tls_certificate expired on "),
         (
             {"vault_shopstream_redis_password": None},
             "No value for vault_shopstream_redis_password: create missing values with `ansible-playbook "
