@@ -358,8 +358,10 @@ def secret_names(service):
 
 
 def test_a_rotation_of_the_jwt_signing_key_drops_no_request(capsys):
-    """rotate_secrets.yml moves the gateways (current and previous key) first, then auth: no token is refused."""
+    """rotate_secrets.yml moves the verifiers (the gateway, product, order, notification: current and previous
+    key) first, then auth, which signs: no token is refused."""
     gateway, auth = "shopstream-app_gateway", "shopstream-app_auth"
+    verifiers = {gateway} | {f"shopstream-app_{name}" for name in ("product", "order", "notification")}
     old = secret_versions("shopstream_jwt_signing_key")
     assert len(old) == 1, old
     old_value = vault_value("vault_shopstream_jwt_signing_key")
@@ -377,11 +379,14 @@ def test_a_rotation_of_the_jwt_signing_key_drops_no_request(capsys):
     assert len(new) == 1 and new != old, "one new version; the old one is pruned"
     assert vault_value("vault_shopstream_jwt_signing_key") != old_value
     assert vault_value("vault_shopstream_jwt_signing_key_previous") == old_value
-    assert new[0] in secret_names(auth) and new[0] in secret_names(gateway)
-    assert previous[0] in secret_names(gateway) and len(previous) == 1
-    assert update_state(gateway) == update_state(auth) == "completed"
+    assert all(new[0] in secret_names(s) for s in verifiers | {auth})
+    assert all(previous[0] in secret_names(s) for s in verifiers) and len(previous) == 1
+    assert {update_state(s) for s in verifiers | {auth}} == {"completed"}
     report = " ".join(runs[0].out.split())
-    assert f"jwt_signing_key: new {new[0]}, was {old[0]}; rewired: {gateway}, {auth}; pruned: {old[0]}" in report
+    line = re.search(r"jwt_signing_key: new (\S+), was (\S+); rewired: ([^;]+); pruned: (\S+)", report)
+    assert line and line.group(1, 2, 4) == (new[0], old[0], old[0]), report[-3000:]
+    rewired = line.group(3).split(", ")
+    assert set(rewired[:-1]) == verifiers and rewired[-1] == auth, f"verifiers first, auth last: {rewired}"
     with capsys.disabled():
         print(f"\n    rotate_secrets.yml took {runs[0].seconds:.1f} s", end="")
 
