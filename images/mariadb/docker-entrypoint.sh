@@ -10,7 +10,17 @@ set -eo pipefail
 shopt -s nullglob
 
 log() { printf '%s [Entrypoint]: %s\n' "$(date -u '+%F %T')" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+# A first start that fails part-way removes what it created, so that the next start initialises
+# again instead of serving a data directory without its users (INIT_CLEANUP: the directory).
+INIT_CLEANUP=
+die() {
+    log "ERROR: $*"
+    if [ -n "$INIT_CLEANUP" ]; then
+        find "$INIT_CLEANUP" -mindepth 1 -delete
+        log "removed the half-initialised $INIT_CLEANUP: the next start initialises it again"
+    fi
+    exit 1
+}
 
 # file_env VAR: VAR from the file named by VAR_FILE (both set is an error). MYSQL_* aliases as
 # in the official image.
@@ -52,8 +62,10 @@ init_datadir() {
     fi
 
     log "Initialising the database in $DATADIR"
+    # Only an empty directory is ours to clean up after a failure.
+    [ -n "$(ls -A "$DATADIR")" ] || INIT_CLEANUP=$DATADIR
     mariadb-install-db --user=mysql --datadir="$DATADIR" --auth-root-authentication-method=normal \
-        --skip-test-db --skip-name-resolve --rpm >/dev/null
+        --skip-test-db --skip-name-resolve --rpm >/dev/null || die "mariadb-install-db failed (see above)"
 
     log "Starting a temporary server (no network)"
     setpriv --reuid=mysql --regid=mysql --init-groups mariadbd --skip-networking \
@@ -62,7 +74,8 @@ init_datadir() {
     local i
     for i in $(seq 60); do
         mariadb --protocol=socket --socket="$SOCKET" -uroot -e 'SELECT 1' >/dev/null 2>&1 && break
-        kill -0 "$pid" 2>/dev/null || die "the temporary server did not start"
+        # /proc, not kill -0: without CAP_KILL (cap_drop ALL), root may not signal the server's user.
+        [ -d "/proc/$pid" ] || die "the temporary server did not start"
         sleep 1
     done
     [ "$i" -lt 60 ] || die "the temporary server did not answer within 60 s"
@@ -112,6 +125,7 @@ init_datadir() {
     mariadb-admin --defaults-extra-file="$cnf" shutdown
     rm -f "$cnf"
     wait "$pid" || true
+    INIT_CLEANUP=
     log "Initialisation done"
 }
 

@@ -100,10 +100,11 @@ class Containers:
             path.chmod(0o444)
         return str(directory)
 
-    def run(self, image, *command, env=None, mounts=(), user=None, name=None):
-        """Start a detached container; mounts are (source, target[, "ro"]) with a volume name or a path."""
+    def run(self, image, *command, env=None, mounts=(), user=None, name=None, flags=()):
+        """Start a detached container; mounts are (source, target[, "ro"]) with a volume name or a path,
+        flags further `docker run` options."""
         name = name or f"{PREFIX}{uuid.uuid4().hex[:10]}"
-        argv = ["run", "-d", "--name", name]
+        argv = ["run", "-d", "--name", name, *flags]
         for key, value in (env or {}).items():
             argv += ["-e", f"{key}={value}"]
         for mount in mounts:

@@ -97,7 +97,7 @@ def proc_uids(containers, name):
 # ---------------------------------------------------------------- per image setups
 
 
-def start_mariadb(containers, ref, volume):
+def start_mariadb(containers, ref, volume, flags=()):
     secrets = containers.secrets(root="root-" + PASSWORD, user=PASSWORD)
     return containers.run(
         ref,
@@ -108,6 +108,7 @@ def start_mariadb(containers, ref, volume):
             "MARIADB_PASSWORD_FILE": "/run/secrets/user",
         },
         mounts=[(secrets, "/run/secrets", "ro"), (volume, "/var/lib/mysql")],
+        flags=flags,
     )
 
 
@@ -231,6 +232,39 @@ def test_mariadb_reads_its_passwords_from_files(containers, kit_ref):
     assert containers.exec(name, "mariadb", "-uroot", "-N", "-e", "SELECT 1", check=False).returncode != 0, (
         "root logs in without a password"
     )
+
+
+# As the stack hardens it (roles/stack/defaults/main.yml, stack_hardening), with the mounts Swarm makes.
+MARIADB_HARDENED = [
+    "--read-only", "--cap-drop", "ALL", "--pids-limit", "1024",
+    *(f for cap in ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID") for f in ("--cap-add", cap)),
+    "--mount", "type=tmpfs,destination=/run/mysqld", "--mount", "type=tmpfs,destination=/tmp",
+]  # fmt: skip
+
+
+def test_mariadb_initialises_hardened_as_the_stack_runs_it(containers, kit_ref):
+    name = start_mariadb(containers, kit_ref("mariadb"), containers.volume(), flags=MARIADB_HARDENED)
+    containers.wait_healthy(name)
+    query = ["mariadb", "-h127.0.0.1", "-ushop", "shop", "-N", "-e", "SELECT CURRENT_USER()"]
+    assert containers.exec(name, *query, env={"MYSQL_PWD": PASSWORD}).stdout.split() == ["shop@%"]
+    assert proc_uids(containers, name) == {999}  # the server as mysql, no root process left
+
+
+def test_mariadb_after_a_failed_first_start_initialises_again(containers, kit_ref, tmp_path):
+    """A first start that fails part-way (here: an option the temporary server refuses) leaves no data
+    directory without users behind; the next start initialises it and the user logs in."""
+    volume = containers.volume()
+    bad = tmp_path / "99-bad.cnf"
+    bad.write_text("[mariadbd]\nno-such-option-anywhere = 1\n")
+    bad.chmod(0o644)
+    flags = ["-v", f"{bad}:/etc/mysql/conf.d/99-bad.cnf:ro"]
+    failed = start_mariadb(containers, kit_ref("mariadb"), volume, flags=flags)
+    assert containers.wait_exit(failed, 60) != 0
+    assert "removed the half-initialised /var/lib/mysql" in containers.logs(failed)
+    name = start_mariadb(containers, kit_ref("mariadb"), volume)
+    containers.wait_healthy(name)
+    query = ["mariadb", "-h127.0.0.1", "-ushop", "shop", "-N", "-e", "SELECT CURRENT_USER()"]
+    assert containers.exec(name, *query, env={"MYSQL_PWD": PASSWORD}).stdout.split() == ["shop@%"]
 
 
 @pytest.mark.parametrize(
