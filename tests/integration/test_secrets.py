@@ -250,8 +250,8 @@ SECRET_NAMES = [
 
 
 def tls_pair(days, same_key=True):
-    """A self-signed PEM certificate valid from yesterday for ``days`` days (negative: expired), and a key:
-    its own, or another one."""
+    """A self-signed PEM certificate, issued 30 days ago, valid until ``days`` days from now (negative:
+    expired), and a key: its own, or another one."""
     from cryptography import x509  # noqa: PLC0415 - only these cases need it
     from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
     from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
@@ -262,7 +262,7 @@ def tls_pair(days, same_key=True):
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=30))
         .not_valid_after(now + datetime.timedelta(days=days)).sign(key, hashes.SHA256())
     )  # fmt: skip
     pem = (key if same_key else other).private_bytes(
