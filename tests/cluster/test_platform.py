@@ -383,7 +383,7 @@ def test_a_rotation_of_the_jwt_signing_key_drops_no_request(capsys):
     assert all(previous[0] in secret_names(s) for s in verifiers) and len(previous) == 1
     assert {update_state(s) for s in verifiers | {auth}} == {"completed"}
     report = " ".join(runs[0].out.split())
-    line = re.search(r"jwt_signing_key: new (\S+), was (\S+); rewired: ([^;]+); pruned: (\S+)", report)
+    line = re.search(r"jwt_signing_key: new ([\w-]+), was ([\w-]+); rewired: ([^;]+); pruned: ([\w-]+)", report)
     assert line and line.group(1, 2, 4) == (new[0], old[0], old[0]), report[-3000:]
     rewired = line.group(3).split(", ")
     assert set(rewired[:-1]) == verifiers and rewired[-1] == auth, f"verifiers first, auth last: {rewired}"
