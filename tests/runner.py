@@ -42,8 +42,9 @@ def playbook(*args, env=None):
     return Run(proc, time.monotonic() - start)
 
 
-def docker(*args):
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+def docker(*args, env=None):
+    run_env = dict(os.environ, **env) if env else None
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=False, env=run_env)
 
 
 def host_state():

@@ -18,6 +18,8 @@ from ansible.errors import AnsibleError
 from ansible.parsing.vault import VaultLib, VaultSecret, is_encrypted
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.shopstream.swarm.plugins.module_utils._local_ca import issue_ca, issue_server, reissue_reason
+
 ALPHABETS = {
     # Letters and digits only: safe in SQL, URLs, shells, YAML and connection strings.
     "alnum": string.ascii_letters + string.digits,
@@ -71,9 +73,39 @@ def apply(current, specs, generated, rotated, make=generate):
     return updated, carried
 
 
+TLS_KEYS = ("certificate", "key", "ca_certificate", "ca_key")
+
+
+def plan_tls(current, tls, now=None):
+    """The local CA's values to write (variable -> PEM), and why (None when nothing changes).
+
+    A certificate and key in the vault without the local CA's key are the site's own: kept as they
+    are. Otherwise the CA is made once, and the server certificate (re)issued when it is missing,
+    not the CA's, lacks a name of ``names``, or has fewer than ``renew_days`` days left.
+    """
+    cert_var, key_var, ca_cert_var, ca_key_var = (tls[k] for k in TLS_KEYS)
+    names = [str(n) for n in tls.get("names") or []]
+    if current.get(cert_var) and current.get(key_var) and not current.get(ca_key_var):
+        return {}, None
+    updates, reason = {}, None
+    ca_cert, ca_key = current.get(ca_cert_var), current.get(ca_key_var)
+    if not ca_cert or not ca_key:
+        ca_cert, ca_key = issue_ca(int(tls.get("ca_days", 3650)), now=now)
+        updates = {ca_cert_var: ca_cert, ca_key_var: ca_key}
+        reason = "a new local CA"
+    elif not current.get(cert_var) or not current.get(key_var):
+        reason = "no certificate yet"
+    else:
+        reason = reissue_reason(current[cert_var], ca_cert, names, int(tls.get("renew_days", 30)), now=now)
+    if reason:
+        cert, key = issue_server(ca_cert, ca_key, names, int(tls.get("days", 397)), now=now)
+        updates.update({cert_var: cert, key_var: key})
+    return updates, reason
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("path", "password_file", "values", "rotate"))
+    _VALID_ARGS = frozenset(("path", "password_file", "values", "rotate", "tls"))
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -82,6 +114,7 @@ class ActionModule(ActionBase):
         password_file = args.get("password_file")
         specs = args.get("values") or {}
         rotate = args.get("rotate") or []
+        tls = args.get("tls") or None
         if not path or not password_file:
             return dict(result, failed=True, msg="vault_values needs path and password_file.")
         unknown = [k for k in rotate if k != "all" and k not in specs]
@@ -94,6 +127,9 @@ class ActionModule(ActionBase):
         bad = [k for k, s in specs.items() if s.get("alphabet", "alnum") not in ALPHABETS]
         if bad:
             msg = f"Unknown alphabet for {', '.join(bad)}; use one of {list(ALPHABETS)}."
+            return dict(result, failed=True, msg=msg)
+        if tls is not None and (not all(tls.get(k) for k in TLS_KEYS) or not tls.get("names")):
+            msg = f"vault_values: tls needs the variables {', '.join(TLS_KEYS)} and at least one of names."
             return dict(result, failed=True, msg=msg)
 
         try:
@@ -110,6 +146,9 @@ class ActionModule(ActionBase):
 
         generated, rotated = plan(current, specs, rotate)
         updated, carried = apply(current, specs, generated, rotated)
+        issued, reason = plan_tls(current, tls) if tls else ({}, None)
+        updated.update(issued)
+        generated += sorted(issued)
         changed = bool(generated or rotated or carried) or password_created
         if (generated or rotated or carried) and not self._task.check_mode:
             self._write(path, vault, updated)
@@ -122,6 +161,13 @@ class ActionModule(ActionBase):
             rotated=rotated,
             previous=carried,
             kept=sorted(k for k in current if k not in generated + rotated + carried),
+            # The CA's certificate is public: clients trust the platform's edge with it.
+            tls=dict(
+                issued=bool(issued),
+                reason=reason,
+                ca_certificate=str(updated.get(tls["ca_certificate"], "")) if tls else "",
+                names=[str(n) for n in tls["names"]] if tls else [],
+            ),
         )
 
     def _password(self, path):

@@ -144,12 +144,14 @@ class WebSocket:
 class Client:
     """JSON over HTTP(S) to one base URL (Traefik, or the gateway directly)."""
 
-    def __init__(self, url, timeout=30, validate_certs=True):
+    def __init__(self, url, timeout=30, validate_certs=True, ca_certificate=None):
         self.scheme, self.host, self.port, self.base = split_url(url)
         self.timeout = timeout
         self.tls = None
         if self.scheme == "https":
-            self.tls = ssl.create_default_context()
+            # With ca_certificate (PEM), the server must present a certificate of that CA (a
+            # platform's private CA); without, one the system trusts.
+            self.tls = ssl.create_default_context(cadata=ca_certificate or None)
             if not validate_certs:
                 self.tls.check_hostname = False
                 self.tls.verify_mode = ssl.CERT_NONE
@@ -175,6 +177,25 @@ class Client:
             except ValueError:
                 parsed = {"text": data[:200].decode("utf-8", "replace")}
             return resp.status, parsed, resp.headers
+        finally:
+            conn.close()
+
+    def page(self, path):
+        """What a browser gets for ``path``: status, headers (lower-case names) and the body's first 200 characters."""
+        if self.tls is not None:
+            conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self.tls)
+        else:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            conn.request("GET", self.base + path, headers={"Accept": "text/html,application/json,*/*"})
+            resp = conn.getresponse()
+            body = resp.read(200).decode("utf-8", "replace")
+            return {
+                "path": path,
+                "status": resp.status,
+                "headers": {name.lower(): value for name, value in resp.getheaders()},
+                "body": body,
+            }
         finally:
             conn.close()
 

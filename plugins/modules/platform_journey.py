@@ -50,6 +50,20 @@ options:
     description: Check the server's certificate when I(url) is https.
     type: bool
     default: true
+  ca_certificate:
+    description:
+      - The CA (PEM) the server's certificate must come from when I(url) is https, e.g. the vault's
+        C(shopstream_tls_ca_certificate) that C(vault_init)'s local CA made. The system's trusted CAs
+        when omitted.
+    type: str
+  pages:
+    description:
+      - Paths fetched with C(GET) and no token before the journey (also in check mode, as they
+        change nothing); their status, headers and first 200 characters are in RV(pages), e.g. to
+        check a route or the browser security headers.
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: full
@@ -76,6 +90,14 @@ EXAMPLES = r"""
     password: "{{ vault_shopstream_demo_password }}"
     product_name: smoke-test
   check_mode: true
+
+- name: Over HTTPS with the platform's private CA, and the front page's headers
+  shopstream.swarm.platform_journey:
+    url: https://127.0.0.1:443
+    ca_certificate: "{{ shopstream_tls_ca_certificate }}"
+    password: "{{ vault_shopstream_demo_password }}"
+    pages: [/, /app.js]
+  register: journey
 """
 
 RETURN = r"""
@@ -108,11 +130,21 @@ failed_step:
   returned: failure
   type: str
   sample: notification
+pages:
+  description: What O(pages) answered, in order (also when the journey fails).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {path: /, status: 200, headers: {content-type: text/html, x-frame-options: DENY}, body: "<!doctype html>"}
 msg:
   description: What was proven, or which step failed and why.
   returned: always
   type: str
 """
+
+import http.client
+import ssl
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -129,26 +161,39 @@ def main():
             timeout=dict(type="int", default=30),
             notification_timeout=dict(type="int", default=20),
             validate_certs=dict(type="bool", default=True),
+            ca_certificate=dict(type="str"),
+            pages=dict(type="list", elements="str", default=[]),
         ),
         supports_check_mode=True,
     )
     p = module.params
     try:
-        client = Client(p["url"], timeout=p["timeout"], validate_certs=p["validate_certs"])
+        client = Client(p["url"], p["timeout"], p["validate_certs"], p["ca_certificate"])
     except ValueError as exc:
         module.fail_json(msg=f"Cannot walk the journey: {exc}; give url as http(s)://host[:port].")
+    except ssl.SSLError as exc:
+        module.fail_json(msg=f"ca_certificate is not a PEM certificate: {exc}")
+    pages = []
+    for path in p["pages"]:
+        try:
+            pages.append(client.page(path))
+        except (OSError, http.client.HTTPException) as exc:
+            msg = f"GET {p['url']}{path} failed: {type(exc).__name__}: {exc}"
+            module.fail_json(msg=msg, failed_step="pages", pages=pages)
     if module.check_mode:
         module.exit_json(
             changed=False,
             steps=[],
+            pages=pages,
             msg=f"Check mode: the journey through {p['url']} was not walked (it would create a product and an order).",
         )
     try:
         result = run_journey(client, p["username"], p["password"], p["product_name"], p["notification_timeout"])
     except JourneyError as exc:
-        module.fail_json(msg=f"The journey through {p['url']} failed at {exc}", failed_step=exc.step)
+        module.fail_json(msg=f"The journey through {p['url']} failed at {exc}", failed_step=exc.step, pages=pages)
     module.exit_json(
         changed=True,
+        pages=pages,
         msg=(
             f"Journey through {p['url']} in {result['seconds']} s: login as {p['username']}, product "
             f"{result['product_id']} created, order {result['order_id']} placed, its notification received "

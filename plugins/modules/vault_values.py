@@ -42,6 +42,49 @@ options:
     type: list
     elements: str
     default: []
+  tls:
+    description:
+      - A private CA and a server certificate for the platform's edge, kept in the vault, for an
+        inventory that has no certificate of its own. The CA (ECDSA P-256, O(tls.ca_days)) is made
+        once; the server certificate is issued when missing and issued again when it lacks a name of
+        O(tls.names), has fewer than O(tls.renew_days) days left, or is not the CA's.
+      - A certificate and key already in the vault without the CA's key are the site's own and are
+        never touched.
+    type: dict
+    suboptions:
+      certificate:
+        description: Variable of the server certificate (PEM).
+        type: str
+        required: true
+      key:
+        description: Variable of its private key (PEM).
+        type: str
+        required: true
+      ca_certificate:
+        description: Variable of the CA's certificate (PEM); returned in RV(tls.ca_certificate), as it is public.
+        type: str
+        required: true
+      ca_key:
+        description: Variable of the CA's private key (PEM).
+        type: str
+        required: true
+      names:
+        description: DNS names and IP addresses the server certificate carries; the first is its subject.
+        type: list
+        elements: str
+        required: true
+      days:
+        description: Validity of the server certificate, in days.
+        type: int
+        default: 397
+      ca_days:
+        description: Validity of the CA, in days.
+        type: int
+        default: 3650
+      renew_days:
+        description: Issue the server certificate again when it has fewer days left than this.
+        type: int
+        default: 30
 attributes:
   check_mode:
     support: full
@@ -73,6 +116,18 @@ EXAMPLES = r"""
     values:
       vault_shopstream_mariadb_password: {length: 32}
     rotate: [vault_shopstream_mariadb_password]
+
+- name: A local CA and the edge's certificate for localhost and the edge's address
+  shopstream.swarm.vault_values:
+    path: inventories/staging/group_vars/all/vault.yml
+    password_file: inventories/staging/.vault-pass
+    values: {}
+    tls:
+      certificate: shopstream_tls_certificate
+      key: vault_shopstream_tls_key
+      ca_certificate: shopstream_tls_ca_certificate
+      ca_key: vault_shopstream_tls_ca_key
+      names: [localhost, 127.0.0.1, shop.staging.example.com]
 """
 
 RETURN = r"""
@@ -96,4 +151,24 @@ kept:
   returned: success
   type: list
   elements: str
+tls:
+  description: What O(tls) did.
+  returned: success
+  type: dict
+  contains:
+    issued:
+      description: Whether a certificate was made (its variables are in RV(generated)).
+      type: bool
+    reason:
+      description: Why it was made, e.g. C(a new local CA) or C(it does not name 10.0.0.5); null when nothing was.
+      type: str
+    ca_certificate:
+      description:
+        - The CA's certificate (PEM, public), for clients to trust.
+        - Empty without O(tls), or with the site's own certificate.
+      type: str
+    names:
+      description: The names asked for.
+      type: list
+      elements: str
 """

@@ -21,6 +21,7 @@ import http.client
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -103,7 +104,8 @@ def update_state(service):
 
 
 def image_of(service):
-    return inspect("service", service)[0]["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"].split("@")[0]
+    """The image the service runs: name:tag@digest, as the images role pins it."""
+    return inspect("service", service)[0]["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
 
 
 def live_stack_vars():
@@ -112,7 +114,7 @@ def live_stack_vars():
     by_name = {s["Spec"]["Name"]: s["Spec"] for s in services}
 
     def image(service):
-        return by_name[service]["TaskTemplate"]["ContainerSpec"]["Image"].split("@")[0]
+        return by_name[service]["TaskTemplate"]["ContainerSpec"]["Image"]
 
     images = {"app": image("shopstream-app_gateway")}
     for name, spec in by_name.items():
@@ -172,6 +174,16 @@ def vault_value(name):
     return json.loads(out.stdout)[name]
 
 
+_TLS = []
+
+
+def edge():
+    """HTTPS to Traefik on the edge manager, trusting only the vault's local CA (vault_init made it for EDGE)."""
+    if not _TLS:
+        _TLS.append(ssl.create_default_context(cadata=vault_value("shopstream_tls_ca_certificate")))
+    return http.client.HTTPSConnection(EDGE, 443, timeout=10, context=_TLS[0])
+
+
 # --- the load ----------------------------------------------------------------------------------------
 
 
@@ -209,7 +221,7 @@ class Load:
 
     @staticmethod
     def _conn():
-        return http.client.HTTPConnection(EDGE, 80, timeout=10)
+        return edge()
 
     def _get(self, conn, path, headers=None):
         conn.request("GET", path, headers=headers or {})
@@ -418,7 +430,7 @@ def config_marker():
     answers (no such location); None too while the two replicas disagree."""
     seen = set()
     for _ in range(6):
-        conn = http.client.HTTPConnection(EDGE, 80, timeout=10)
+        conn = edge()
         conn.request("GET", "/config-marker", headers={"Connection": "close"})
         resp = conn.getresponse()
         body = resp.read().decode(errors="replace")
@@ -432,7 +444,7 @@ def config_marker():
 
 def push_broken_image():
     """An image whose process exits 1 at once, built on manager1 and pushed to the kit's registry."""
-    base = image_of("shopstream-app_frontend")
+    base = image_of("shopstream-app_frontend").split("@")[0]
     node_exec("manager1", "docker", "pull", "--quiet", base)
     local, served = f"{REGISTRY_PUSH}/shopstream/broken:1", f"{REGISTRY_PULL}/shopstream/broken:1"
     build = subprocess.run(
@@ -466,7 +478,7 @@ def test_an_update_to_a_broken_image_rolls_back_by_itself_and_the_role_names_the
     assert image_of(service) == good
     wait_converged()
     tasks = inspect("task", *(t[0] for t in running_tasks(service)))
-    assert {t["Spec"]["ContainerSpec"]["Image"].split("@")[0] for t in tasks} == {good}
+    assert {t["Spec"]["ContainerSpec"]["Image"] for t in tasks} == {good}
     rolled_back_after = time.monotonic() - start
 
     again = stack_playbook(live)

@@ -6,6 +6,7 @@ converges; bad input fails clearly and changes nothing. Objects are named itest_
 """
 
 import datetime
+import functools
 import json
 import os
 import secrets
@@ -18,7 +19,9 @@ import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
 from runner import docker, playbook
 
+from ansible_collections.shopstream.swarm.plugins.filter.tls import tls_pair_problems
 from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import DockerClient
+from ansible_collections.shopstream.swarm.plugins.module_utils._local_ca import issue_ca, issue_server, reissue_reason
 from ansible_collections.shopstream.swarm.plugins.module_utils._swarm_objects import SECRET, Rewirer, rewire_and_prune
 
 KEY = secrets.token_hex(32)
@@ -235,13 +238,25 @@ def test_networks_check_apply_again_and_a_change_in_use_is_refused(module_run, p
 SECRETS_ONLY = ("playbooks/secrets.yml", "--skip-tags", "configs")
 
 
+@functools.cache
+def edge_certificate():
+    """The edge's certificate and key (secrets_extra's tls_certificate, tls_key), from a local CA."""
+    ca_cert, ca_key = issue_ca(days=30)
+    return issue_server(ca_cert, ca_key, ["localhost"], days=30)
+
+
 def secret_vars(**overrides):
     values = {f"vault_shopstream_{name}": secrets.token_hex(16) for name in SECRET_NAMES}
     values["vault_shopstream_object_hash_key"] = KEY
+    values["shopstream_tls_certificate"], values["vault_shopstream_tls_key"] = edge_certificate()
     values.update(overrides)
     return {k: v for k, v in values.items() if v is not None}
 
 
+TLS_VARS = {
+    "shopstream_tls_certificate", "vault_shopstream_tls_key",
+    "shopstream_tls_ca_certificate", "vault_shopstream_tls_ca_key",
+}  # fmt: skip
 SECRET_NAMES = [
     "mariadb_root_password", "mariadb_password", "jwt_signing_key", "jwt_signing_key_previous", "redis_password",
     "rabbitmq_password", "rabbitmq_erlang_cookie", "minio_root_user", "minio_root_password", "grafana_admin_password",
@@ -348,8 +363,16 @@ def test_vault_init_then_rotation_rewires_and_prunes_and_leaks_nothing(vault_inv
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
     assert vault_file.read_text().startswith("$ANSIBLE_VAULT;1.1;AES256")
     values = decrypt(vault_file, password_file)
-    assert set(values) == {f"vault_shopstream_{n}" for n in SECRET_NAMES} | {"vault_shopstream_object_hash_key"}
-    assert all(len(v) >= 20 and v.isalnum() for v in values.values())
+    randoms = {f"vault_shopstream_{n}" for n in SECRET_NAMES}
+    randoms |= {"vault_shopstream_object_hash_key", "vault_shopstream_registry_password"}
+    assert set(values) == randoms | TLS_VARS
+    assert all(len(v) >= 20 and v.isalnum() for k, v in values.items() if k not in TLS_VARS)
+    # The local CA: its certificate beside the vault for clients, and the edge's certificate is its,
+    # for this inventory's host, valid, and its key's.
+    ca = values["shopstream_tls_ca_certificate"]
+    assert (inv / ".tls-ca.pem").read_text() == ca
+    assert reissue_reason(values["shopstream_tls_certificate"], ca, ["localhost", "127.0.0.1", "::1"]) is None
+    assert tls_pair_problems(values["shopstream_tls_certificate"], values["vault_shopstream_tls_key"]) == []
     # Until the first rotation, the gateway's previous JWT key is the current one.
     assert values["vault_shopstream_jwt_signing_key_previous"] == values["vault_shopstream_jwt_signing_key"]
 
@@ -417,9 +440,11 @@ def test_vault_init_then_rotation_rewires_and_prunes_and_leaks_nothing(vault_inv
         docker(kind, "inspect", *docker(kind, "ls", "-q").stdout.split()).stdout
         for kind in ("secret", "config", "service")
     )
-    for value in list(values.values()) + list(new_values.values()):
-        assert value not in rotated.out + deployed.out + init.out
-        assert value not in inspected
+    # (Certificates are public: the CA's is even written beside the vault.)
+    for name, value in list(values.items()) + list(new_values.items()):
+        if name.startswith("vault_"):
+            assert value not in rotated.out + deployed.out + init.out, name
+            assert value not in inspected, name
 
 
 def test_a_changed_template_rotates_its_config_and_rewires_its_users(inventory, probe_image):

@@ -6,13 +6,18 @@ and waits for the service to converge again.
 """
 
 import base64
+import http.client
 import json
+import ssl
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from ansible.parsing.vault import VaultLib, VaultSecret
 from runner import docker, playbook
+
+from ansible_collections.shopstream.swarm.plugins.module_utils._local_ca import issue_ca
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "inventories" / "local"
@@ -28,6 +33,17 @@ def deployed():
         pytest.skip("inventories/local has no vault: run `make deploy` first")
     if docker("service", "inspect", FRONTEND).returncode != 0:
         pytest.skip(f"{FRONTEND} is not deployed: run `make deploy` first")
+
+
+def local_vault():
+    vault = VaultLib([("default", VaultSecret((LOCAL / ".vault-pass").read_text().strip().encode()))])
+    return yaml.safe_load(vault.decrypt((LOCAL / "group_vars/all/vault.yml").read_bytes()))
+
+
+def edge(host="127.0.0.1"):
+    """An HTTPS connection to Traefik that trusts only the local CA of the vault (vault_init's)."""
+    context = ssl.create_default_context(cadata=local_vault()["shopstream_tls_ca_certificate"])
+    return http.client.HTTPSConnection(host, 443, timeout=10, context=context)
 
 
 def converged(service, timeout=300):
@@ -89,13 +105,99 @@ def test_verify_of_an_inventory_without_stacks_proves_the_swarm_alone(deployed):
     assert "No stack is deployed by this inventory (stack_enabled: false)." in " ".join(run.out.split())
 
 
+def test_the_edge_serves_https_with_the_local_ca_and_redirects_http(deployed):
+    """TLS by default: the certificate is the vault's local CA's for localhost and 127.0.0.1, plain HTTP is
+    redirected, the security headers (HSTS too) come on HTTPS, and a client without the CA is refused."""
+    for host in ("localhost", "127.0.0.1"):
+        conn = edge(host)
+        conn.request("GET", "/")
+        resp = conn.getresponse()
+        body = resp.read().decode(errors="replace")
+        conn.close()
+        assert resp.status == 200 and "<html" in body, (host, resp.status)
+        assert resp.getheader("Strict-Transport-Security", "").startswith("max-age="), resp.getheaders()
+        assert resp.getheader("X-Frame-Options") == "DENY"
+        assert "default-src" in resp.getheader("Content-Security-Policy")
+
+    plain = http.client.HTTPConnection("127.0.0.1", 80, timeout=10)
+    plain.request("GET", "/api/products?x=1")
+    resp = plain.getresponse()
+    resp.read()
+    plain.close()
+    assert resp.status in (301, 308) and resp.getheader("Location") == "https://127.0.0.1/api/products?x=1"
+
+    stranger = http.client.HTTPSConnection("127.0.0.1", 443, timeout=10, context=ssl.create_default_context())
+    with pytest.raises(ssl.SSLCertVerificationError):
+        stranger.request("GET", "/")
+    stranger.close()
+
+
+def test_the_journey_refuses_an_edge_whose_certificate_is_not_of_the_ca_it_was_given(deployed, module_run):
+    other_ca, _ = issue_ca(days=1)
+    args = {"url": "https://127.0.0.1:443", "password": PASSWORD, "ca_certificate": other_ca, "pages": ["/"]}
+    result = module_run("shopstream.swarm.platform_journey", args)
+    assert result["failed"] and result["failed_step"] == "pages", result
+    assert "CERTIFICATE_VERIFY_FAILED" in result["msg"], result["msg"]
+
+    args["ca_certificate"] = local_vault()["shopstream_tls_ca_certificate"]
+    result = module_run("shopstream.swarm.platform_journey", args, True)
+    assert not result.get("failed") and result["pages"][0]["status"] == 200, result
+    assert result["pages"][0]["headers"]["x-content-type-options"] == "nosniff"
+
+
+def test_the_kit_registry_takes_no_anonymous_client_and_services_run_digests(deployed, tmp_path):
+    """The registry listens on 127.0.0.1 only (this inventory's nodes reach it there), asks every
+    client for the vault's login, and the platform's services run image@digest."""
+    ports = docker("port", "shopstream-registry").stdout.split()
+    assert ports and all(p.startswith("127.0.0.1:") for p in ports if ":" in p), ports
+
+    conn = http.client.HTTPConnection("127.0.0.1", 5000, timeout=10)
+    for method, path in (("GET", "/v2/_catalog"), ("DELETE", "/v2/shopstream/app/manifests/sha256:" + "0" * 64)):
+        conn.request(method, path)
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 401, (method, path, resp.status)
+    conn.close()
+
+    # A client without the login (an empty docker config) can neither pull nor push.
+    anonymous = {"DOCKER_CONFIG": str(tmp_path)}
+    image = docker("service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}", FRONTEND).stdout
+    image = image.strip()
+    assert "@sha256:" in image and image.startswith("127.0.0.1:5000/"), image
+    target = image.split("@")[0].rsplit(":", 1)[0] + ":anonymous"
+    assert docker("tag", image, target).returncode == 0
+    try:
+        push = docker("push", target, env=anonymous)
+        assert push.returncode != 0 and refused(push), push.stderr
+        pull = docker("pull", image.split("@")[0], env=anonymous)  # a tag: the engine asks the registry
+        assert pull.returncode != 0 and refused(pull), pull.stderr
+    finally:
+        docker("rmi", target)
+
+
+def test_the_images_step_refuses_an_empty_registry_password_before_anything_changes(deployed):
+    registry = ("inspect", "--format", "{{.Id}} {{.State.StartedAt}}", "shopstream-registry")
+    before = docker(*registry).stdout
+    run = playbook(
+        "playbooks/images.yml", "-i", "inventories/local", "--vault-password-file", str(LOCAL / ".vault-pass"),
+        "-e", "images_registry_password=",
+    )  # fmt: skip
+    flat = " ".join(run.out.split())
+    assert run.rc != 0, flat[-2000:]
+    assert "images_registry_password is empty: the kit's registry takes no anonymous client" in flat, flat[-2000:]
+    assert "vault_shopstream_registry_password" in flat and run.changed() == 0
+    assert docker(*registry).stdout == before
+
+
+def refused(run):
+    return any(text in run.stdout + run.stderr for text in ("no basic auth credentials", "unauthorized"))
+
+
 def guess(path, count, body=None, headers=None):
     """``count`` requests with wrong credentials through Traefik; their (status, text) until the first 429."""
-    import http.client
-
     answers = []
     for n in range(count):
-        conn = http.client.HTTPConnection("127.0.0.1", 80, timeout=10)
+        conn = edge()
         try:
             data = json.dumps(dict(body, username=f"{body['username']}{n}")) if body else None
             conn.request("POST" if body else "GET", path, body=data, headers=headers or {})

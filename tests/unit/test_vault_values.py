@@ -13,7 +13,9 @@ from ansible_collections.shopstream.swarm.plugins.action.vault_values import (
     apply,
     generate,
     plan,
+    plan_tls,
 )
+from ansible_collections.shopstream.swarm.plugins.module_utils._local_ca import issue_ca, issue_server, reissue_reason
 
 SPECS = {"a": {"length": 8}, "b": {"length": 16}, "cookie": {"length": 32, "alphabet": "upper"}}
 
@@ -84,3 +86,48 @@ def test_a_plain_file_is_refused(tmp_path):
     path.write_text("a: b\n")
     with pytest.raises(Exception, match="is not encrypted. Encrypt it first"):
         ActionModule._read(str(path), VaultLib([("default", VaultSecret(b"pw"))]), "pwfile")
+
+
+# --- the local CA (tls) ------------------------------------------------------------------------------
+TLS = {
+    "certificate": "shopstream_tls_certificate",
+    "key": "vault_shopstream_tls_key",
+    "ca_certificate": "shopstream_tls_ca_certificate",
+    "ca_key": "vault_shopstream_tls_ca_key",
+    "names": ["localhost", "127.0.0.1", "shop.test"],
+}
+
+
+def test_plan_tls_makes_a_ca_and_a_certificate_once_then_keeps_them():
+    made, reason = plan_tls({}, TLS)
+    assert reason == "a new local CA"
+    assert set(made) == {TLS[k] for k in ("certificate", "key", "ca_certificate", "ca_key")}
+    assert reissue_reason(made[TLS["certificate"]], made[TLS["ca_certificate"]], TLS["names"]) is None
+    assert plan_tls(made, TLS) == ({}, None)
+
+
+def test_plan_tls_issues_again_for_a_new_name_with_the_same_ca():
+    made, _ = plan_tls({}, TLS)
+    again, reason = plan_tls(made, dict(TLS, names=[*TLS["names"], "10.0.0.5"]))
+    assert reason == "it does not name 10.0.0.5"
+    assert set(again) == {TLS["certificate"], TLS["key"]}, "the CA is kept: clients keep trusting it"
+    assert reissue_reason(again[TLS["certificate"]], made[TLS["ca_certificate"]], ["10.0.0.5"]) is None
+
+
+def test_plan_tls_renews_a_certificate_near_its_end():
+    made, _ = plan_tls({}, dict(TLS, days=20))
+    again, reason = plan_tls(made, TLS)
+    assert reason.startswith("it expires on ") and "fewer than 30 days" in reason
+    assert set(again) == {TLS["certificate"], TLS["key"]}
+
+
+def test_plan_tls_never_touches_the_sites_own_certificate():
+    site = {TLS["certificate"]: "-----BEGIN CERTIFICATE-----\nsite\n", TLS["key"]: "site key"}
+    assert plan_tls(site, TLS) == ({}, None)
+
+
+def test_a_certificate_of_another_ca_is_issued_again():
+    made, _ = plan_tls({}, TLS)
+    other_cert, other_key = issue_ca()
+    foreign = issue_server(other_cert, other_key, TLS["names"])[0]
+    assert reissue_reason(foreign, made[TLS["ca_certificate"]], TLS["names"]) == "it is not signed by the local CA"
