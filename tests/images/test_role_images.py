@@ -1,15 +1,19 @@
 """Role shopstream.swarm.images on this host: check mode, apply, apply again, check mode again.
 
 The kit mode builds redis (and its base, and the registry image), runs the kit's registry on a
-test port with a test volume, pushes redis there and maps it in shopstream_images; official mode
+test port with a test volume, behind a login, pushes redis there and maps it in shopstream_images
+by digest; official mode
 maps the official images and changes nothing. Everything created is named kittest-* and removed.
 """
 
+import base64
 import json
 import re
+import secrets
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import uuid
 
@@ -105,6 +109,9 @@ def test_kit_mode_builds_serves_and_maps_then_changes_nothing(role_run, kit, pri
         "images_registry_volume": names["volume"],
         "images_build_dir": str(private_tmp / "kit"),
         "images_archive_controller_dir": str(private_tmp / "cache"),
+        "images_registry_password": secrets.token_hex(16),
+        "images_registry_auth_dir": str(private_tmp / "registry-auth"),
+        "vault_shopstream_object_hash_key": secrets.token_hex(32),
     }
     redis = kit.ref("redis")
     try:
@@ -115,16 +122,21 @@ def test_kit_mode_builds_serves_and_maps_then_changes_nothing(role_run, kit, pri
         applied = run(**variables)
         assert applied.changed() > 0
         images = images_of(applied)
-        assert images == {"redis": f"{address}/{redis}", "minio": "quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z"}
+        assert images["minio"] == "quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z"
+        assert re.fullmatch(re.escape(f"{address}/{redis}") + r"@sha256:[0-9a-f]{64}", images["redis"]), images
         assert re.search(r"redis: (built in [\d.]+ s|unchanged), [\d.]+ MB, " + re.escape(redis), applied.out)
+        # No anonymous client; with the login, the tag points at the digest the services run.
         repository, tag = redis.split(":")
-        request = urllib.request.Request(  # noqa: S310 - our own test registry
-            f"http://{address}/v2/{repository}/manifests/{tag}",
-            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
-            method="HEAD",
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        login = base64.b64encode(f"shopstream:{variables['images_registry_password']}".encode()).decode()
+        url = f"http://{address}/v2/{repository}/manifests/{tag}"
+        accept = {"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
+        with pytest.raises(urllib.error.HTTPError) as anonymous:
+            urllib.request.urlopen(urllib.request.Request(url, headers=accept, method="HEAD"), timeout=10)  # noqa: S310
+        assert anonymous.value.code == 401
+        request = urllib.request.Request(url, headers=dict(accept, Authorization=f"Basic {login}"), method="HEAD")  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - our own test registry
             assert response.status == 200
+            assert images["redis"].endswith("@" + response.headers["Docker-Content-Digest"])
 
         again = run(**variables)
         assert again.changed() == 0, again.out[-4000:]
@@ -140,6 +152,7 @@ def test_kit_mode_builds_serves_and_maps_then_changes_nothing(role_run, kit, pri
         ).stdout.split()
         if tags:
             subprocess.run(["docker", "rmi", *tags], capture_output=True, check=False)
+        subprocess.run(["docker", "logout", address], capture_output=True, check=False)
 
 
 def test_official_mode_maps_the_pinned_images_and_changes_nothing(role_run):

@@ -175,6 +175,48 @@ def test_the_kit_registry_takes_no_anonymous_client_and_services_run_digests(dep
         docker("rmi", target)
 
 
+def registry_digest(ref):
+    """What the kit's registry answers for name:tag (with the vault's login)."""
+    name, tag = ref.split("/", 1)[1].rsplit(":", 1)
+    login = base64.b64encode(f"shopstream:{local_vault()['vault_shopstream_registry_password']}".encode()).decode()
+    conn = http.client.HTTPConnection("127.0.0.1", 5000, timeout=10)
+    accept = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"
+    conn.request("HEAD", f"/v2/{name}/manifests/{tag}", headers={"Authorization": f"Basic {login}", "Accept": accept})
+    resp = conn.getresponse()
+    resp.read()
+    conn.close()
+    assert resp.status == 200, (ref, resp.status)
+    return resp.getheader("Docker-Content-Digest")
+
+
+def test_a_tag_pushed_over_never_runs_and_the_next_images_run_puts_it_back(deployed):
+    """Services run image@digest: a rescheduled task keeps the pushed image; the images role trusts the
+    digest its engine recorded at push time, not the registry, and pushes the tag back."""
+    image = docker("service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}", FRONTEND).stdout
+    tag, digest = image.strip().split("@")
+    ids = docker("image", "inspect", "--format", "{{.Id}}", tag).stdout.split()
+    intruder = docker("inspect", "--format", "{{.Image}}", "shopstream-registry").stdout.split()  # any other image
+    assert docker("tag", intruder[0], tag).returncode == 0
+    try:
+        push = docker("push", tag)
+        assert push.returncode == 0, push.stderr
+        assert registry_digest(tag) != digest, "the tag was not pushed over"
+
+        update = docker("service", "update", "--force", "--quiet", FRONTEND)
+        assert update.returncode == 0, update.stderr
+        converged(FRONTEND)
+        running = docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={FRONTEND}").stdout.split()
+        assert running and set(docker("inspect", "--format", "{{.Image}}", *running).stdout.split()) == set(ids)
+
+        run = playbook(
+            "playbooks/images.yml", "-i", "inventories/local", "--vault-password-file", str(LOCAL / ".vault-pass")
+        )
+        assert run.rc == 0, run.out[-3000:]
+        assert run.changed() >= 1 and registry_digest(tag) == digest, run.out[-3000:]
+    finally:
+        docker("tag", ids[0], tag)
+
+
 def test_the_images_step_refuses_an_empty_registry_password_before_anything_changes(deployed):
     registry = ("inspect", "--format", "{{.Id}} {{.State.StartedAt}}", "shopstream-registry")
     before = docker(*registry).stdout
