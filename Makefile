@@ -60,7 +60,9 @@ kit: setup
 integration: setup
 	pytest --durations=15 tests/integration
 
+# Ansible reaches the cluster's nodes over SSH, as a site's hosts.
 cluster: setup
+	@command -v ssh >/dev/null || { echo "make: installing openssh-client"; apt-get update -qq && apt-get install -y -qq openssh-client; }
 	molecule test -s cluster
 
 clean:

@@ -290,9 +290,11 @@ class Rewirer:
     def read(self, service_id):
         return self.client.get_json(f"/services/{service_id}")
 
-    def apply(self, service_id, moves_by_kind, attempts=UPDATE_ATTEMPTS):
+    def apply(self, service_id, moves_by_kind, attempts=UPDATE_ATTEMPTS, wait=True):
         """Move one service, reading it just before the update; returns ``(spec, moved)`` as ``plan``
         gives them, or ``(spec, None)`` when the service is already on the wanted versions.
+        With ``wait=False`` it returns once Swarm accepted the update, with the StartedAt of the
+        update it replaces (for ``wait``) as a third item.
 
         The moves are applied to the spec as read, so whatever else changed in it since the plan
         (someone's update, a rollback) is kept. When the service changes between that read and
@@ -304,7 +306,7 @@ class Rewirer:
             planned = self.plan([service], moves_by_kind)
             if not planned:
                 self.progress(f"{service['Spec']['Name']}: already on the current versions")
-                return service["Spec"], None
+                return (service["Spec"], None) if wait else (service["Spec"], None, None)
             _, spec, moved = planned[0]
             version = service["Version"]["Index"]
             try:
@@ -321,8 +323,30 @@ class Rewirer:
                     ) from exc
                 time.sleep(self.poll * attempt)
                 continue
-            self.wait(service_id, spec, (service.get("UpdateStatus") or {}).get("StartedAt"))
+            previous_started = (service.get("UpdateStatus") or {}).get("StartedAt")
+            if not wait:
+                return spec, moved, previous_started
+            self.wait(service_id, spec, previous_started)
             return spec, moved
+
+    def apply_together(self, service_ids, moves_by_kind):
+        """Start the update of every service in ``service_ids`` (as ``apply`` does, read just before),
+        then wait for them all: a wave takes as long as its slowest update, not their sum.
+
+        Returns ``[(spec, moved)]`` in the order given. When some fail, every other one is still
+        waited for, and one UpdateFailed names each failed service.
+        """
+        started = [(service_id, *self.apply(service_id, moves_by_kind, wait=False)) for service_id in service_ids]
+        failures = []
+        for service_id, spec, moved, previous_started in started:
+            if moved:
+                try:
+                    self.wait(service_id, spec, previous_started)
+                except UpdateFailed as exc:
+                    failures.append(str(exc))
+        if failures:
+            raise UpdateFailed(" ".join(failures))
+        return [(spec, moved) for _, spec, moved, _ in started]
 
     def wait(self, service_id, spec, previous_started=None):
         """Until the update that replaced ``previous_started`` completes; a rollback or pause fails."""
@@ -376,14 +400,15 @@ def _refs(task_template):
 PLACEHOLDER_ID = "(to be created)"
 
 
+def mounts_any(service, object_ids):
+    """Whether ``service`` mounts any of ``object_ids``."""
+    template = (service.get("Spec") or {}).get("TaskTemplate")
+    return any(ref in object_ids for refs in _refs(template) for ref in refs)
+
+
 def consumers_first(services, object_ids):
     """``services`` with those that mount any of ``object_ids`` first, each group in its order."""
-
-    def mounts(service):
-        template = (service.get("Spec") or {}).get("TaskTemplate")
-        return any(ref in object_ids for refs in _refs(template) for ref in refs)
-
-    return sorted(services, key=lambda service: not mounts(service))
+    return sorted(services, key=lambda service: not mounts_any(service, object_ids))
 
 
 def rewire_and_prune(
@@ -393,7 +418,8 @@ def rewire_and_prune(
 
     ``targets`` is ``{Kind: {logical: versioned name}}``. Services that mount a version of a
     logical object named in ``first`` move before the others (a verifier that accepts the
-    previous value too must accept the new one before any issuer uses it). In check mode
+    previous value too must accept the new one before any issuer uses it); the services of each
+    of these two waves update together. In check mode
     nothing is written and the result says what would happen. Returns a dict with ``rewired``,
     ``pruned``, ``in_use`` and ``events``; raises UpdateFailed or DockerAPIError.
     """
@@ -426,12 +452,21 @@ def rewire_and_prune(
             }
             for kind, names in targets.items()
         }
-        for service, spec, moved in rewirer.plan(services, moves):
-            if not check_mode:
-                spec, moved = rewirer.apply(service["ID"], moves)
-            service["Spec"] = spec  # what the references will be, for the prune decision below
-            if moved:
-                rewired.append({"service": spec["Name"], "moved": {k: [list(m) for m in v] for k, v in moved.items()}})
+        planned = rewirer.plan(services, moves)
+        # Two waves: the consumers of `first` objects, then the others; within a wave every
+        # service updates at once (each still rolls one task at a time, as its update config says).
+        first_wave = [p for p in planned if mounts_any(p[0], first_ids)]
+        waves = [first_wave, [p for p in planned if p not in first_wave]]
+        for wave in waves:
+            if not check_mode and wave:
+                applied = rewirer.apply_together([service["ID"] for service, _, _ in wave], moves)
+                wave = [(service, spec, moved) for (service, _, _), (spec, moved) in zip(wave, applied)]
+            for service, spec, moved in wave:
+                service["Spec"] = spec  # what the references will be, for the prune decision below
+                if moved:
+                    rewired.append(
+                        {"service": spec["Name"], "moved": {k: [list(m) for m in v] for k, v in moved.items()}}
+                    )
         if rewired and not check_mode:
             services = list_services(client)
 

@@ -13,8 +13,12 @@ description:
     configs (versions made by M(shopstream.swarm.swarm_secret) and M(shopstream.swarm.swarm_config)),
     moves the references to the given version with B(one service update per service), however many
     of its objects changed, keeping each reference's target file name, uid, gid and mode.
+  - The services update in two waves, the consumers of O(first) and then the others; within a
+    wave every service's update starts at once (each still replaces one task at a time, as its
+    update config says), so a wave takes as long as its slowest update.
   - Waits until each update completes. A rollback, a paused update or a timeout fails the task and
-    names the service and the task error; services updated before it stay updated.
+    names each failed service and its task error, once the other updates of its wave have ended;
+    services updated before it stay updated, and no later wave starts.
   - Each service is read just before its update, and the move applied to what was read. When it
     changed in between (Swarm answers C(update out of sequence)), it is read again and updated on
     its new version, keeping the other change, at most 5 times.
@@ -32,8 +36,8 @@ options:
     default: {}
   first:
     description:
-      - Logical names (of O(secrets) or O(configs)) whose consumers move before every other service,
-        in the order the daemon lists them.
+      - Logical names (of O(secrets) or O(configs)) whose consumers move, together, before every
+        other service.
       - For a value whose previous version stays accepted during a rotation, e.g. a JWT verifier
         given the previous signing key, which must accept the new key before any issuer signs with it.
     type: list

@@ -2,8 +2,10 @@
 
 Molecule's side_effect step runs this module after converge, idempotence and verify; it needs
 the scenario's inventory (MOLECULE_INVENTORY_FILE) and its node containers. The tests run in
-order and each leaves the cluster as the next expects: a host of a foreign swarm is refused,
-scale.yml joins it once it has left, site.yml changes nothing while the first manager is down,
+order and each leaves the cluster as the next expects: preflight refuses hosts it cannot use
+(a wrong sudo password, a user without sudo, no Python), a host of a foreign swarm is refused,
+scale.yml joins it once it has left, site.yml stops while the first manager is unreachable and
+changes nothing once it is declared down,
 a removal that would break quorum is refused, then a worker and a manager are removed and the
 swarm stays writable.
 """
@@ -21,6 +23,8 @@ from runner import docker, playbook
 pytestmark = needs_cluster
 MANAGERS = ["manager1", "manager2", "manager3"]
 EXISTING = [*MANAGERS, "worker1", "worker2"]
+# What molecule's inventory says of a node: how to reach it (create.yml's instance config).
+CONNECTION = ("ansible_host", "ansible_port", "ansible_user", "ansible_private_key_file", "ansible_ssh_common_args")
 
 
 def nodes(via="manager1"):
@@ -67,24 +71,60 @@ def inventories(tmp_path_factory):
             }
         )
     )
-    # node6's own swarm gets the scenario's group_vars (its vault), but neither the kit nor the
-    # stacks: host vars, as they must outrank group_vars/swarm.yml.
+    # node6's own swarm gets the scenario's group_vars (its vaults), and molecule's connection
+    # settings for node6 (nothing that came out of a vault is written here).
     (tmp / "foreign").mkdir()
     (tmp / "foreign" / "group_vars").symlink_to(Path(INVENTORY).parent / "group_vars")
     foreign = tmp / "foreign" / "hosts.yml"
-    alone = {**node6, "images_enabled": False, "stack_enabled": False}
+    alone = {k: v for k, v in node6.items() if k in CONNECTION}
     foreign.write_text(
         yaml.safe_dump({"swarm": {"vars": auto, "children": {"swarm_managers": {"hosts": {"node6": alone}}}}})
     )
-    return {"cluster": ["-i", INVENTORY, "-i", scaled], "foreign": ["-i", foreign]}
+    return {
+        "cluster": ["-i", INVENTORY, "-i", scaled],
+        "foreign": ["-i", foreign],
+        "become_password": node6["ansible_become_password"],
+    }
+
+
+def test_preflight_names_each_host_that_cannot_become_root_or_run_modules(tmp_path):
+    # As an operator would get them wrong, host by host: a wrong sudo password, a user without
+    # sudo, no Python where the inventory says it is.
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        yaml.safe_dump(
+            {
+                "swarm": {
+                    "hosts": {
+                        "worker1": {"ansible_become_password": "not-the-password"},
+                        "worker2": {"ansible_user": "nosudo"},
+                        "manager3": {"ansible_python_interpreter": "/usr/bin/python3.99"},
+                    }
+                }
+            }
+        )
+    )
+    before = nodes()
+    run = playbook("site.yml", "-i", INVENTORY, "-i", bad)
+    assert run.rc != 0
+    assert "worker1: deploy cannot become root with sudo (" in run.out, run.out
+    assert "worker2: nosudo cannot become root with sudo (" in run.out, run.out
+    assert "manager3: no Python to run modules with (none at /usr/bin/python3.99)" in run.out, run.out
+    assert "--ask-become-pass" in run.out
+    assert "PLAY [Engine" not in run.out
+    assert run.changed() == 0, run.recap
+    assert nodes() == before
 
 
 def test_a_host_of_a_foreign_swarm_is_refused(inventories):
-    own = playbook("site.yml", *inventories["foreign"], "-vvv")
+    # node6 forms a swarm of its own: the one-node formation side_effect.yml compares with the five's.
+    own = playbook("molecule/cluster/formation.yml", *inventories["foreign"], "-vvv")
     assert own.rc == 0, own.out
     foreign_id = swarm_of("node6")["Cluster"]["ID"]
-    # Initialising returns the join tokens: even at -vvv they are never printed.
+    # Initialising returns the join tokens, and every task sudoes with the vault's password:
+    # even at -vvv neither is printed.
     assert not [t for t in join_tokens("node6") if t in own.out]
+    assert inventories["become_password"] not in own.out
     before = nodes()
 
     run = playbook("playbooks/scale.yml", *inventories["cluster"])
@@ -130,10 +170,17 @@ def test_site_changes_nothing_while_the_first_manager_is_down(inventories):
         # The swarm's layers only: manager1 is also the kit's build host, its registry and the
         # edge node, so the images and the stacks cannot converge without it, by design.
         layers = ("-e", "images_enabled=false", "-e", "stack_enabled=false")
-        run = playbook("site.yml", *inventories["cluster"], *layers)
-        # Over SSH a down host is unreachable; over `docker exec` its container is not running,
-        # which Ansible reports as a failure. Either way the others go on, and change nothing.
-        assert run.recap["manager1"]["unreachable"] + run.recap["manager1"]["failed"] == 1, run.recap
+        # An unreachable host stops the run in preflight, naming it, unless it is known to be down.
+        refused = playbook("site.yml", *inventories["cluster"], *layers)
+        assert refused.rc != 0
+        assert "manager1: unreachable as deploy at 192.168.241.11 (" in refused.out, refused.out
+        assert "list it in preflight_hosts_down" in refused.out
+        assert "PLAY [Engine" not in refused.out
+        assert refused.changed() == 0, refused.recap
+
+        run = playbook("site.yml", *inventories["cluster"], *layers, "-e", '{"preflight_hosts_down": ["manager1"]}')
+        # The others go on, and change nothing; manager1 is unreachable in every later play.
+        assert run.recap["manager1"]["unreachable"] == 1, run.recap
         assert "not reached: manager1" in run.out, run.out
         assert run.changed() == 0, run.recap
         assert "Swarm: existing, managed through manager2" in run.out

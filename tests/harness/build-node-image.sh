@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build (or reuse) the base image for the Molecule cluster nodes: a Debian bookworm
-# rootfs made by debootstrap, with systemd as PID 1, imported with `docker import`
-# (no registry is reachable, so nothing can be pulled).
+# rootfs made by debootstrap, with systemd as PID 1 and sshd, imported with `docker import`
+# (no registry is reachable, so nothing can be pulled). Ansible reaches the nodes as a site
+# reaches its hosts: SSH as `deploy`, a user whose sudo asks for its password; `nosudo` has no
+# sudo at all (the preflight tests). create.yml installs the run's key and sets the password.
 #
 # The tag is a hash of this script and the apt mirror(s) it uses, so an unchanged
 # script reuses the existing image in seconds. Progress goes to stderr; the only
@@ -11,7 +13,7 @@
 set -euo pipefail
 
 SUITE=bookworm
-PACKAGES=python3,systemd,systemd-sysv,dbus,iproute2,ca-certificates,procps,sudo,gnupg
+PACKAGES=python3,systemd,systemd-sysv,dbus,iproute2,ca-certificates,procps,sudo,gnupg,openssh-server
 REPO=shopstream/node
 
 log() { printf '%s\n' "$*" >&2; }
@@ -97,6 +99,33 @@ ExecStart=/bin/mount -o remount,bind,rw /proc/sys
 WantedBy=sysinit.target
 EOF
 chroot "$rootfs" systemctl enable --quiet shopstream-proc-sys-rw.service
+
+# SSH: keys only, no root login. Every node makes its own host keys at first boot (debootstrap's
+# would be the same in every node); create.yml reads them into the run's known_hosts.
+rm -f "$rootfs"/etc/ssh/ssh_host_*
+cat >"$rootfs/etc/ssh/sshd_config.d/shopstream.conf" <<'EOF'
+PermitRootLogin no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+EOF
+cat >"$rootfs/etc/systemd/system/shopstream-ssh-hostkeys.service" <<'EOF'
+[Unit]
+Description=Make this node's own SSH host keys
+Before=ssh.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+RequiredBy=ssh.service
+EOF
+chroot "$rootfs" systemctl enable --quiet shopstream-ssh-hostkeys.service ssh.service
+# pam_loginuid cannot always write /proc/self/loginuid in a container; a login must not fail on it.
+sed -i 's/^session\s\+required\s\+pam_loginuid.so/session optional pam_loginuid.so/' "$rootfs/etc/pam.d/sshd"
+chroot "$rootfs" useradd --create-home --shell /bin/bash --groups sudo deploy
+chroot "$rootfs" useradd --create-home --shell /bin/bash nosudo
 
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
 

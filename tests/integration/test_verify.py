@@ -66,10 +66,14 @@ def networks_of(spec):
 
 
 def test_verify_fails_naming_frontend_and_mariadb_when_the_spa_joins_data(deployed):
-    before = networks_of(converged(FRONTEND))
+    spec = converged(FRONTEND)
+    before, rollout = networks_of(spec), spec["Spec"]["UpdateConfig"]
     assert "data" not in before, f"{FRONTEND} is already on data: the platform is not as deployed ({before})"
+    # Every replica at once, watched for 2 s: this test is about verify, not the rollout (which
+    # takes minutes at the platform's one task at a time, each watched for stack_update_monitor).
+    fast = ("--update-parallelism", "0", "--update-monitor", "2s")
     try:
-        update = docker("service", "update", "--quiet", "--network-add", "data", FRONTEND)
+        update = docker("service", "update", "--quiet", *fast, "--network-add", "data", FRONTEND)
         assert update.returncode == 0, update.stderr
         assert "data" in networks_of(converged(FRONTEND))
 
@@ -84,8 +88,13 @@ def test_verify_fails_naming_frontend_and_mariadb_when_the_spa_joins_data(deploy
         # Read-only, even when it fails.
         assert run.changed() == 0, run.recap
     finally:
-        docker("service", "update", "--quiet", "--network-rm", "data", FRONTEND)
-        assert networks_of(converged(FRONTEND)) == before
+        docker("service", "update", "--quiet", *fast, "--network-rm", "data", FRONTEND)
+        # The platform's rollout back (a change of the update config alone replaces no task).
+        docker("service", "update", "--quiet", "--update-parallelism", str(rollout["Parallelism"]),
+               "--update-monitor", f"{rollout['Monitor']}ns", FRONTEND)  # fmt: skip
+        spec = converged(FRONTEND)
+        assert networks_of(spec) == before
+        assert spec["Spec"]["UpdateConfig"] == rollout
 
 
 def test_verify_passes_on_the_converged_platform_and_changes_nothing(deployed):

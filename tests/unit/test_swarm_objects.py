@@ -458,6 +458,97 @@ def test_a_service_someone_else_moved_already_is_not_updated_again(engine):
     assert again == (spec, None) and len(swarm.updates) == 1
 
 
+# Waves: the consumers of `first` objects update together, then the others together
+
+
+class SwarmOfServices:
+    """Services as Swarm keeps them while they update: an accepted update is "updating" for the
+    next ``reads`` reads of the service, then ends as ``ends.get(name, "completed")``. ``log``
+    records each update's start and end in the order the rewire caused them."""
+
+    def __init__(self, engine, services, reads=3, ends=None):
+        self.engine, self.reads, self.ends = engine, reads, ends or {}
+        self.services = {svc["ID"]: svc for svc in services}
+        self.pending = {}
+        self.log = []
+        engine.routes[("GET", "/services")] = lambda: (200, list(self.services.values()))
+        for sid, svc in self.services.items():
+            engine.routes[("GET", f"/services/{sid}")] = self.reader(sid)
+            engine.routes[("POST", f"/services/{sid}/update?version={svc['Version']['Index']}")] = self.writer(sid)
+            engine.routes[("GET", f"/tasks?{filters_param(service=[sid])}")] = (200, [])
+
+    def reader(self, sid):
+        def read():
+            svc = self.services[sid]
+            if sid in self.pending:
+                self.pending[sid] -= 1
+                if self.pending[sid] == 0:
+                    del self.pending[sid]
+                    end = self.ends.get(svc["Spec"]["Name"], "completed")
+                    svc["UpdateStatus"] = _status(end, started="t2", message=end)
+                    self.log.append(("end", svc["Spec"]["Name"]))
+            return 200, json.loads(json.dumps(svc))
+
+        return read
+
+    def writer(self, sid):
+        def write():
+            svc = self.services[sid]
+            svc["Spec"] = json.loads(self.engine.requests[-1][2])
+            svc["UpdateStatus"] = _status("updating", started="t2")
+            self.pending[sid] = self.reads
+            self.log.append(("start", svc["Spec"]["Name"]))
+            return 200, {}
+
+        return write
+
+
+def jwt_consumers(engine, ends=None):
+    key, prev = "jwt", "jwt_previous"
+    engine.routes[("GET", label_query(SECRET, key))] = (
+        200,
+        [version("k2", "jwt_2", "2026-02", logical=key), version("k1", "jwt_1", "2026-01", logical=key)],
+    )
+    engine.routes[("GET", label_query(SECRET, prev))] = (
+        200,
+        [
+            version("p1", "jwt_previous_1", "2026-02", logical=prev),
+            version("p0", "jwt_previous_0", "2026-01", logical=prev),
+        ],
+    )
+    engine.routes[("DELETE", "/secrets/k1")] = (204, None)
+    engine.routes[("DELETE", "/secrets/p0")] = (204, None)
+    verifier = [("k1", "jwt_1", "jwt"), ("p0", "jwt_previous_0", "prev")]
+    services = [service("auth", secrets=[("k1", "jwt_1", "jwt")]), service("gateway", secrets=verifier),
+                service("order", secrets=verifier), service("product", secrets=verifier)]  # fmt: skip
+    swarm = SwarmOfServices(engine, services, ends=ends)
+    client = DockerClient("unix://" + engine.server_address, timeout=3)
+    targets = {SECRET: {key: "jwt_2", prev: "jwt_previous_1"}}
+    return swarm, lambda: rewire_and_prune(client, targets, keep=1, timeout=5, poll=0.01, first=[prev])
+
+
+def test_the_verifiers_update_together_and_the_issuer_only_after_them(engine):
+    swarm, rotate = jwt_consumers(engine)
+    result = rotate()
+    verifiers = {"gateway", "order", "product"}
+    # Every verifier's update starts before any of them ends; auth's starts after all have ended.
+    assert {name for event, name in swarm.log[:3]} == verifiers and all(e == "start" for e, _ in swarm.log[:3])
+    assert {name for event, name in swarm.log[3:6]} == verifiers and all(e == "end" for e, _ in swarm.log[3:6])
+    assert swarm.log[6:] == [("start", "auth"), ("end", "auth")]
+    assert [r["service"] for r in result["rewired"]] == ["gateway", "order", "product", "auth"]
+    assert sorted(p["name"] for p in result["pruned"]) == ["jwt_1", "jwt_previous_0"]
+
+
+def test_a_failed_update_in_a_wave_names_it_after_the_others_end_and_stops_the_next_wave(engine):
+    swarm, rotate = jwt_consumers(engine, ends={"order": "rollback_completed"})
+    with pytest.raises(UpdateFailed, match=r"service order did not complete: rollback_completed") as failure:
+        rotate()
+    assert "gateway" not in str(failure.value) and "product" not in str(failure.value)
+    assert {name for event, name in swarm.log if event == "end"} == {"gateway", "order", "product"}
+    assert ("start", "auth") not in swarm.log
+    assert [p for m, p in mutations(engine) if m == "DELETE"] == []
+
+
 # Networks
 
 
