@@ -290,11 +290,18 @@ class Rewirer:
     def read(self, service_id):
         return self.client.get_json(f"/services/{service_id}")
 
-    def apply(self, service_id, moves_by_kind, attempts=UPDATE_ATTEMPTS, wait=True):
-        """Move one service, reading it just before the update; returns ``(spec, moved)`` as ``plan``
-        gives them, or ``(spec, None)`` when the service is already on the wanted versions.
-        With ``wait=False`` it returns once Swarm accepted the update, with the StartedAt of the
-        update it replaces (for ``wait``) as a third item.
+    def apply(self, service_id, moves_by_kind, attempts=UPDATE_ATTEMPTS):
+        """Move one service and wait until its update completes; returns ``(spec, moved)`` as ``plan``
+        gives them, or ``(spec, None)`` when the service is already on the wanted versions."""
+        spec, moved, previous_started = self.start(service_id, moves_by_kind, attempts)
+        if moved:
+            self.wait(service_id, spec, previous_started)
+        return spec, moved
+
+    def start(self, service_id, moves_by_kind, attempts=UPDATE_ATTEMPTS):
+        """Move one service, reading it just before the update; returns once Swarm accepted it,
+        as ``(spec, moved, StartedAt of the update it replaces)``, or ``(spec, None, None)`` when
+        the service is already on the wanted versions.
 
         The moves are applied to the spec as read, so whatever else changed in it since the plan
         (someone's update, a rollback) is kept. When the service changes between that read and
@@ -306,7 +313,7 @@ class Rewirer:
             planned = self.plan([service], moves_by_kind)
             if not planned:
                 self.progress(f"{service['Spec']['Name']}: already on the current versions")
-                return (service["Spec"], None) if wait else (service["Spec"], None, None)
+                return service["Spec"], None, None
             _, spec, moved = planned[0]
             version = service["Version"]["Index"]
             try:
@@ -323,20 +330,16 @@ class Rewirer:
                     ) from exc
                 time.sleep(self.poll * attempt)
                 continue
-            previous_started = (service.get("UpdateStatus") or {}).get("StartedAt")
-            if not wait:
-                return spec, moved, previous_started
-            self.wait(service_id, spec, previous_started)
-            return spec, moved
+            return spec, moved, (service.get("UpdateStatus") or {}).get("StartedAt")
 
     def apply_together(self, service_ids, moves_by_kind):
-        """Start the update of every service in ``service_ids`` (as ``apply`` does, read just before),
+        """Start the update of every service in ``service_ids`` (each read just before, as ``start`` does),
         then wait for them all: a wave takes as long as its slowest update, not their sum.
 
         Returns ``[(spec, moved)]`` in the order given. When some fail, every other one is still
         waited for, and one UpdateFailed names each failed service.
         """
-        started = [(service_id, *self.apply(service_id, moves_by_kind, wait=False)) for service_id in service_ids]
+        started = [(service_id, *self.start(service_id, moves_by_kind)) for service_id in service_ids]
         failures = []
         for service_id, spec, moved, previous_started in started:
             if moved:
