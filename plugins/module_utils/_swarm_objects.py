@@ -409,11 +409,6 @@ def mounts_any(service, object_ids):
     return any(ref in object_ids for refs in _refs(template) for ref in refs)
 
 
-def consumers_first(services, object_ids):
-    """``services`` with those that mount any of ``object_ids`` first, each group in its order."""
-    return sorted(services, key=lambda service: not mounts_any(service, object_ids))
-
-
 def rewire_and_prune(
     client, targets, keep=3, prune=True, rewire=True, check_mode=False, timeout=300, first=(), poll=1.0
 ):
@@ -443,7 +438,7 @@ def rewire_and_prune(
 
     first_ids = {v["ID"] for kind, names in targets.items() for logical in first if logical in names
                  for v in versions[kind][logical]}  # fmt: skip
-    services = consumers_first(list_services(client), first_ids) if targets else []
+    services = list_services(client) if targets else []
     rewired = []
     if rewire:
         moves = {
