@@ -9,7 +9,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 BECOME := $(if $(filter 0,$(shell id -u)),,--become --ask-become-pass)
 COLLECTION_LINK := .collections/ansible_collections/shopstream/swarm
 
-.PHONY: deploy test setup lint unit kit integration cluster clean
+.PHONY: deploy test setup lint unit kit integration integration-engine integration-platform cluster clean
 
 # The local inventory's vault is made on first use (vault_init keeps existing values).
 VAULT_PASS := inventories/local/.vault-pass
@@ -19,16 +19,12 @@ deploy: setup
 	  ansible-playbook playbooks/vault_init.yml -i inventories/local $$pass
 	ansible-playbook site.yml -i inventories/local --vault-password-file $(VAULT_PASS) $(BECOME)
 
-# Each step in turn, its time printed at the end (and the step that failed, if one did).
-TEST_STEPS := lint unit kit integration cluster
+# The steps, timed (tests/harness/test-stages.sh). The tests that stop or restart this host's
+# engine come first: the cluster's nodes are containers on it. Then the cluster runs while the
+# kit's and the other integration tests do.
+TEST_STAGES := "lint unit" integration-engine "cluster & kit integration-platform"
 test: setup
-	@times=""; for step in $(TEST_STEPS); do \
-	  start=$$(date +%s); \
-	  if ! $(MAKE) --no-print-directory $$step; then \
-	    echo "make test: $$step failed after $$(( $$(date +%s) - start )) s;$$times"; exit 1; \
-	  fi; \
-	  times="$$times $$step $$(( $$(date +%s) - start )) s;"; \
-	done; echo "make test: every step passed;$$times"
+	@tests/harness/test-stages.sh $(TEST_STAGES)
 
 setup: $(VENV)/.installed $(COLLECTION_LINK)
 
@@ -57,8 +53,12 @@ kit: setup
 	pytest --durations=10 tests/images
 
 # Integration tests run on this host: they bring it to a one-node swarm as `make deploy` does.
-integration: setup
-	pytest --durations=15 tests/integration
+# Those marked `engine` stop or restart its Docker engine.
+integration: integration-engine integration-platform
+integration-engine: setup
+	pytest --durations=15 -m engine tests/integration
+integration-platform: setup
+	pytest --durations=15 -m "not engine" tests/integration
 
 # Ansible reaches the cluster's nodes over SSH, as a site's hosts.
 cluster: setup

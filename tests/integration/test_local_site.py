@@ -70,6 +70,7 @@ def swarm_info():
     return json.loads(docker("info", "--format", "{{json .Swarm}}").stdout)
 
 
+@pytest.mark.engine  # a fresh host's first run writes daemon.json and restarts dockerd
 def test_site_converges_then_changes_nothing(capsys, local_vault):
     first = playbook(*SITE, "-vvv")
     assert first.rc == 0, first.out[-5000:]
@@ -131,6 +132,7 @@ def test_check_mode_reports_a_change_and_writes_nothing():
     assert unchanged.changed() == 0, unchanged.recap
 
 
+@pytest.mark.engine
 def test_a_killed_engine_is_started_again():
     """After dockerd died (killed, or a reboot without an init system), site.yml starts it and the swarm comes back.
 
