@@ -20,9 +20,9 @@ deploy: setup
 	ansible-playbook site.yml -i inventories/local --vault-password-file $(VAULT_PASS) $(BECOME)
 
 # The steps, timed (tests/harness/test-stages.sh). The tests that stop or restart this host's
-# engine come first: the cluster's nodes are containers on it. Then the cluster runs while the
-# kit's and the other integration tests do.
-TEST_STAGES := "lint unit" integration-engine "cluster & kit integration-platform"
+# engine come first (lint and unit beside them): the cluster's nodes are containers on it. Then
+# the cluster runs while the kit's and the other integration tests do.
+TEST_STAGES := "integration-engine & lint unit" "cluster & kit integration-platform"
 test: setup
 	@tests/harness/test-stages.sh $(TEST_STAGES)
 

@@ -71,7 +71,7 @@ def swarm_info():
 
 
 @pytest.mark.engine  # a fresh host's first run writes daemon.json and restarts dockerd
-def test_site_converges_then_changes_nothing(capsys, local_vault):
+def test_site_converges_and_leaks_nothing(capsys, local_vault):
     first = playbook(*SITE, "-vvv")
     assert first.rc == 0, first.out[-5000:]
     assert "Preflight passed on 1 host(s)" in first.out
@@ -81,11 +81,8 @@ def test_site_converges_then_changes_nothing(capsys, local_vault):
     assert "its notification received over the WebSocket." in proven
     assert "Left out (not probed): minio, elasticsearch, grafana, loki, promtail." in proven
 
-    again = playbook(*SITE)
-    assert again.rc == 0, again.out
-    assert again.changed() == 0, again.recap
     with capsys.disabled():
-        print(f"\n  local site.yml: first run {first.seconds:.1f} s, idempotent rerun {again.seconds:.1f} s ", end="")
+        print(f"\n  local site.yml: first run {first.seconds:.1f} s ", end="")
 
     swarm = swarm_info()
     assert swarm["LocalNodeState"] == "active"
@@ -115,6 +112,15 @@ def test_site_converges_then_changes_nothing(capsys, local_vault):
     assert daemon["log-driver"] == "json-file"
     assert daemon["log-opts"] == {"max-size": "10m", "max-file": "3"}
     assert "live-restore" not in daemon
+
+
+def test_site_runs_again_and_changes_nothing(capsys):
+    """The rerun of the deploy above (it restarts no engine, so it runs beside the cluster)."""
+    again = playbook(*SITE)
+    assert again.rc == 0, again.out
+    assert again.changed() == 0, again.recap
+    with capsys.disabled():
+        print(f"\n  local site.yml: idempotent rerun {again.seconds:.1f} s ", end="")
 
 
 def test_check_mode_reports_a_change_and_writes_nothing():
@@ -151,7 +157,9 @@ def test_a_killed_engine_is_started_again():
         assert docker("info").returncode != 0
         assert any(n.name.startswith("1-") for n in Path("/var/run/docker/netns").iterdir()), "overlays left behind"
 
-        run = playbook(*SITE)
+        # The engine and the swarm: the stacks' tasks are the swarm's to restart, and the tests
+        # that follow (verify's among them) run on the platform it brought back.
+        run = playbook(*SITE, "--skip-tags", "stack,verify")
         assert run.rc == 0, run.out
         assert run.changed() == 1, "only the start of dockerd"
         assert swarm_info()["LocalNodeState"] == "active"

@@ -1,4 +1,4 @@
-"""Bad inventories and hosts fail in preflight, with the expected message, and change nothing.
+"""Bad inventories, hosts and settings fail before anything changes, with the expected message.
 
 Every case runs the whole site.yml against this host through local-connection inventory
 entries: a failure anywhere but in preflight would change the host, and the test checks it
@@ -9,7 +9,7 @@ import os
 import socket
 
 import pytest
-from runner import host_state, playbook
+from runner import docker, host_state, playbook
 
 from ansible_collections.shopstream.swarm.plugins.module_utils._host_probe import read_kernel
 
@@ -111,3 +111,50 @@ def test_a_plaintext_vault_file_fails_in_preflight_naming_it(inventory, tmp_path
     assert_failed_in_preflight(
         run, f"{plain}: not encrypted, so every value in it is in the clear. Fix: ansible-vault encrypt {plain}", before
     )
+
+
+REPLICAS = {"frontend": 2, "gateway": 2, "auth": 2, "product": 2, "order": 2, "notification": 1}
+STACK_SETTINGS = {
+    "a port out of range": (
+        {"stack_http_port": 70000},
+        "stack_http_port is 70000: a TCP port is a number from 1 to 65535",
+    ),
+    "one port for both": (
+        {"stack_https_port": "80"},
+        "stack_http_port and stack_https_port are both 80: Traefik needs two ports",
+    ),
+    "replicas below one and not a number": (
+        {"stack_replicas": dict(REPLICAS, frontend=-1, gateway="two")},
+        "stack_replicas.frontend is -1: a count of at least 1; stack_replicas.gateway is two: a count of at least 1",
+    ),
+    "replicas of one service only": (
+        {"stack_replicas": {"frontend": 3}},
+        "stack_replicas has no count for gateway (a dict given with -e replaces the whole default",
+    ),
+    "replicas of a service with a typo": (
+        {"stack_replicas": dict(REPLICAS, fronted=3)},
+        "stack_replicas names fronted, which the platform does not have",
+    ),
+    "a stack with a typo": (
+        {"stack_stacks": ["data", "ap"]},
+        "value of stack_stacks must be one or more of: data, app, edge, monitoring. Got no match for: ap",
+    ),
+}
+
+
+def service_versions():
+    """Each service's ID and version index: a deploy, even of an unchanged spec, raises the index."""
+    ids = docker("service", "ls", "-q").stdout.split()
+    return docker("service", "inspect", "--format", "{{.ID}} {{.Version.Index}}", *ids).stdout if ids else ""
+
+
+@pytest.mark.parametrize("case", list(STACK_SETTINGS))
+def test_bad_stack_settings_are_refused_before_any_stack_is_deployed(case, inventory):
+    settings, expected = STACK_SETTINGS[case]
+    before, versions = host_state(), service_versions()
+    run = playbook("playbooks/stack.yml", "-i", inventory(managers=["m1"], group_vars=settings))
+    assert run.rc != 0
+    assert expected in " ".join(run.out.split()), run.out[-3000:]
+    assert run.changed() == 0, run.recap
+    assert host_state() == before
+    assert service_versions() == versions

@@ -409,6 +409,15 @@ def test_vault_init_then_rotation_rewires_and_prunes_and_leaks_nothing(vault_inv
         refused = playbook("playbooks/rotate_secrets.yml", *with_pass, *unnamed)
         assert refused.rc != 0 and "Name the secrets to rotate: -e rotate=" in refused.out, refused.out[-3000:]
         assert (decrypt(vault_file, password_file), objects("secret", "itest_jwt_signing_key")) == before
+    # Nor does it start one it could not finish: the keep is checked before the vault is rewritten.
+    for keep in ("0", "-1", "one"):
+        refused = playbook(
+            "playbooks/rotate_secrets.yml", *with_pass, "-e", "rotate=jwt_signing_key", "-e", f"rotate_keep={keep}"
+        )
+        assert refused.rc != 0 and f"rotate_keep is {keep}: the number of unused versions" in refused.out, refused.out[
+            -3000:
+        ]
+        assert (decrypt(vault_file, password_file), objects("secret", "itest_jwt_signing_key")) == before
 
     rotated = playbook("playbooks/rotate_secrets.yml", *with_pass, "-e", "rotate=jwt_signing_key", "-vvv")
     assert rotated.rc == 0, rotated.out[-3000:]

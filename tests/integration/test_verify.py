@@ -114,6 +114,19 @@ def test_verify_of_an_inventory_without_stacks_proves_the_swarm_alone(deployed):
     assert "No stack is deployed by this inventory (stack_enabled: false)." in " ".join(run.out.split())
 
 
+def test_verify_fails_naming_an_inventory_host_it_cannot_reach(deployed, tmp_path):
+    """A host the proof could not read is no proof: the run fails, naming it (here: nothing listens on its port)."""
+    extra = tmp_path / "gone.yml"
+    gone = {"ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_connection": "ssh", "ansible_user": "nobody"}
+    extra.write_text(json.dumps({"swarm": {"children": {"swarm_workers": {"hosts": {"gone": gone}}}}}))
+    run = playbook(*VERIFY, "-i", extra, "-e", "stack_enabled=false")
+    assert run.rc != 0
+    assert run.recap["gone"]["unreachable"] == 1, run.recap
+    assert "Not read (unreachable, or its read failed; see above): gone." in " ".join(run.out.split()), run.out[-3000:]
+    assert "ShopStream proven" not in run.out
+    assert run.changed() == 0, run.recap
+
+
 def test_the_edge_serves_https_with_the_local_ca_and_redirects_http(deployed):
     """TLS by default: the certificate is the vault's local CA's for localhost and 127.0.0.1, plain HTTP is
     redirected, the security headers (HSTS too) come on HTTPS, and a client without the CA is refused."""
