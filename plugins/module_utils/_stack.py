@@ -548,6 +548,28 @@ def plan(compose, stack, services, network_names, prune=False):
     return changes, before, after
 
 
+def missing_externals(compose, existing):
+    """What the compose file uses but leaves to the swarm (``external``) and the swarm lacks.
+
+    ``existing`` maps ``secrets``, ``configs`` and ``networks`` to the names the swarm has. The CLI
+    would create the stack's own networks before it found out, and leave them behind.
+    """
+    problems = []
+    for kind, one in (("secrets", "secret"), ("configs", "config"), ("networks", "network")):
+        top = compose.get(kind) or {}
+        for key, svc in sorted((compose.get("services") or {}).items()):
+            refs = (svc or {}).get(kind) or []
+            for ref in refs if isinstance(refs, (list, dict)) else []:
+                logical = ref.get("source") if isinstance(ref, dict) else ref
+                entry = top.get(logical) or {}
+                if not entry.get("external"):
+                    continue
+                name = entry.get("name") or logical
+                if name not in existing.get(kind, ()):
+                    problems.append(f"service {key} uses the {one} {name}, which is external and not in the swarm")
+    return problems
+
+
 def differing(old, new):
     """Only the fields that differ, to keep a diff readable."""
     keys = [k for k in new if old.get(k) != new.get(k)]
@@ -749,6 +771,13 @@ class StackDeployer:
 
     def network_names(self):
         return {n["Id"]: n["Name"] for n in self.client.get_json("/networks") or []}
+
+    def existing_names(self):
+        """The names of the swarm's secrets, configs and networks."""
+        return {
+            kind: {o["Spec"]["Name"] if "Spec" in o else o["Name"] for o in self.client.get_json(f"/{kind}") or []}
+            for kind in ("secrets", "configs", "networks")
+        }
 
     # The CLI
     def _cli(self, args, data=None, what="docker"):

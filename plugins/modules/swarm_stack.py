@@ -12,6 +12,9 @@ description:
   - Deploys a rendered compose file (version 3.x) as a Swarm stack with C(docker stack deploy) on a
     manager, then waits through the Engine API until the stack has converged. Parsing the compose file
     is left to the docker CLI.
+  - Secrets, configs and networks that the compose file declares C(external) must exist: one the swarm
+    lacks fails the task before anything is created, naming the service and the object (the CLI would
+    create the stack's own networks first and leave them behind). In check mode too.
   - "Converged means, for every service of the stack: its update (if one ran) is C(completed); a
     replicated service runs its replica count, a global service one task on every node it was scheduled
     to; each of those tasks runs the service's current spec and has been running for at least the
@@ -263,6 +266,7 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._stack import (
     compare_services,
     differing,
     endpoint_changed,
+    missing_externals,
     plan,
     spec_view,
 )
@@ -303,8 +307,15 @@ class StackModule:
         deployer = self.deployer
         before = deployer.services()
         names = deployer.network_names()
+        rendered = deployer.rendered(text)
+        missing = missing_externals(rendered, deployer.existing_names())
+        if missing:
+            raise StackError(
+                f"Stack {p['name']} not deployed, nothing changed: {'; '.join(missing)}. Fix: create it first "
+                "(the secrets, configs or networks role), or name one that exists."
+            )
         if self.module.check_mode:
-            changes, old, new = plan(deployer.rendered(text), p["name"], before, names, prune=p["prune"])
+            changes, old, new = plan(rendered, p["name"], before, names, prune=p["prune"])
             services = {s["Spec"]["Name"]: {"action": "unchanged"} for s in before}
             services.update({name: {"action": action} for name, action in changes.items()})
             return changes, services, old, new

@@ -155,6 +155,21 @@ def test_bad_compose_fails_with_the_cli_error(module_run, probe_image):
     assert stack_objects("stacktestab")["services"] == []
 
 
+def test_an_external_secret_the_swarm_lacks_is_named_before_anything_is_created(module_run, probe_image):
+    """The CLI would create the stack's default network first, then fail on the secret, and leave it."""
+    app = {"image": probe_image, "command": ["sleep", "3600"], "secrets": ["db"]}
+    bad = dict(compose(app=app), secrets={"db": {"external": True, "name": "stacktest_nosuch"}})
+    for check in (True, False):
+        result = module_run(MODULE, {"name": "stacktestab", "compose": bad, "timeout": 5}, check=check)
+        assert result.get("failed"), result
+        assert result["msg"] == (
+            "Stack stacktestab not deployed, nothing changed: service app uses the secret stacktest_nosuch, which is "
+            "external and not in the swarm. Fix: create it first (the secrets, configs or networks role), or name one "
+            "that exists."
+        )
+        assert stack_objects("stacktestab") == {"services": [], "networks": []}
+
+
 def test_absent_removes_services_tasks_and_networks(module_run, probe_image):
     app = {"image": probe_image, "command": ["sleep", "3600"], "deploy": {"update_config": {"monitor": "1s"}}}
     args = {"name": "stacktestab", "compose": compose(app=app), "timeout": 30}

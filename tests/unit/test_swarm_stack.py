@@ -16,6 +16,7 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._stack import (
     compare_services,
     compose_view,
     endpoint_changed,
+    missing_externals,
     normalize_spec,
     parse_bytes,
     parse_duration,
@@ -596,3 +597,23 @@ def test_remove_reports_finished_tasks_of_removed_jobs_instead_of_waiting(engine
     d = deployer(engine, timeout=0)
     d.remove()
     assert d.warnings and "Swarm keeps 1 finished task(s) of removed job services" in d.warnings[0]
+
+
+def test_external_objects_the_swarm_lacks_are_named_with_their_service():
+    compose = {
+        "services": {
+            "api": {"secrets": [{"source": "db"}, {"source": "local"}], "configs": ["conf"], "networks": ["edge"]},
+            "web": {"secrets": ["db"], "networks": {"default": None}},
+        },
+        "secrets": {"db": {"external": True, "name": "shop_db_1"}, "local": {"file": "./x"}},
+        "configs": {"conf": {"external": True}},
+        "networks": {"edge": {"external": True, "name": "traefik-public"}},
+    }
+    everything = {"secrets": {"shop_db_1"}, "configs": {"conf"}, "networks": {"traefik-public"}}
+    assert missing_externals(compose, everything) == []
+    assert missing_externals(compose, {}) == [
+        "service api uses the secret shop_db_1, which is external and not in the swarm",
+        "service web uses the secret shop_db_1, which is external and not in the swarm",
+        "service api uses the config conf, which is external and not in the swarm",
+        "service api uses the network traefik-public, which is external and not in the swarm",
+    ]
