@@ -12,9 +12,9 @@ description:
   - Deploys a rendered compose file (version 3.x) as a Swarm stack with C(docker stack deploy) on a
     manager, then waits through the Engine API until the stack has converged. Parsing the compose file
     is left to the docker CLI.
-  - Secrets, configs and networks that the compose file declares C(external) must exist: one the swarm
+  - "Secrets, configs and networks that the compose file declares C(external) must exist: one the swarm
     lacks fails the task before anything is created, naming the service and the object (the CLI would
-    create the stack's own networks first and leave them behind). In check mode too.
+    create the stack's own networks first and leave them behind). In check mode too."
   - "Converged means, for every service of the stack: its update (if one ran) is C(completed); a
     replicated service runs its replica count, a global service one task on every node it was scheduled
     to; each of those tasks runs the service's current spec and has been running for at least the
