@@ -14,7 +14,8 @@ description:
     is left to the docker CLI.
   - "Secrets, configs and networks that the compose file declares C(external) must exist: one the swarm
     lacks fails the task before anything is created, naming the service and the object (the CLI would
-    create the stack's own networks first and leave them behind). In check mode too."
+    create the stack's own networks first and leave them behind). In check mode too. This reads the compose
+    file with PyYAML on the manager; where its Python lacks PyYAML, the deploy's own error names the object."
   - "Converged means, for every service of the stack: its update (if one ran) is C(completed); a
     replicated service runs its replica count, a global service one task on every node it was scheduled
     to; each of those tasks runs the service's current spec and has been running for at least the
@@ -258,6 +259,13 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
+try:
+    import yaml  # noqa: F401 - only whether it is there
+
+    HAS_YAML = True
+except ImportError:  # the manager's Python may lack PyYAML (Ansible needs it on the controller only)
+    HAS_YAML = False
+
 from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import DockerAPIError, DockerClient
 from ansible_collections.shopstream.swarm.plugins.module_utils._stack import (
     StackDeployer,
@@ -307,8 +315,9 @@ class StackModule:
         deployer = self.deployer
         before = deployer.services()
         names = deployer.network_names()
-        rendered = deployer.rendered(text)
-        missing = missing_externals(rendered, deployer.existing_names())
+        # Check mode needs the compose file read (PyYAML on the manager); a deploy reads it when it can.
+        rendered = deployer.rendered(text) if self.module.check_mode or HAS_YAML else None
+        missing = missing_externals(rendered, deployer.existing_names()) if rendered is not None else []
         if missing:
             raise StackError(
                 f"Stack {p['name']} not deployed, nothing changed: {'; '.join(missing)}. Fix: create it first "
