@@ -1,8 +1,9 @@
 """Bad inventories, hosts and settings fail before anything changes, with the expected message.
 
-Every case runs the whole site.yml against this host through local-connection inventory
+Every inventory case runs the whole site.yml against this host through local-connection inventory
 entries: a failure anywhere but in preflight would change the host, and the test checks it
-did not.
+did not. The stack settings' cases run playbooks/stack.yml, and check that no service's version
+moved.
 """
 
 import os
