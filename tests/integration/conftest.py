@@ -94,3 +94,22 @@ def probe_image():
             subprocess.run(["docker", "import", "-", tag], stdin=tar.stdout, check=True, capture_output=True)
             tar.wait()
     return tag
+
+
+@pytest.fixture(scope="session")
+def platform_images():
+    """Component -> image of the deployed platform's services whose configs have a tool check."""
+    from runner import docker
+
+    services = {
+        "traefik": "shopstream-edge_traefik",
+        "frontend": "shopstream-app_frontend",
+        "prometheus": "shopstream-monitoring_prometheus",
+        "alertmanager": "shopstream-monitoring_alertmanager",
+    }
+    images = {}
+    for component, service in services.items():
+        found = docker("service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}", service)
+        assert found.returncode == 0, f"{service}: the platform is not deployed here ({found.stderr.strip()})"
+        images[component] = found.stdout.strip()
+    return images

@@ -80,6 +80,10 @@ def test_site_converges_and_leaks_nothing(capsys, local_vault):
     assert "ShopStream proven: 1 node(s), 1 manager(s)" in proven, first.out[-5000:]
     assert "its notification received over the WebSocket." in proven
     assert "Left out (not probed): minio, elasticsearch, grafana, loki, promtail." in proven
+    # The images come before the configs, so that each config is checked by its own tool in its
+    # component's image (this host has no nginx, promtool or amtool).
+    assert '"nginx: checked (nginx in 127.0.0.1:5000/shopstream/frontend:' in first.out, first.out[-5000:]
+    assert '"alertmanager: checked (syntax, amtool in 127.0.0.1:5000/shopstream/alertmanager:' in first.out
 
     with capsys.disabled():
         print(f"\n  local site.yml: first run {first.seconds:.1f} s ", end="")

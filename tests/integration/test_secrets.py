@@ -456,8 +456,10 @@ def test_vault_init_then_rotation_rewires_and_prunes_and_leaks_nothing(vault_inv
             assert value not in inspected, name
 
 
-def test_a_changed_template_rotates_its_config_and_rewires_its_users(inventory, probe_image):
-    base = ("-i", inventory(managers=["localhost"]), "-e", "configs_name_prefix=itest_")
+def test_a_changed_template_rotates_its_config_and_rewires_its_users(inventory, probe_image, platform_images):
+    # No service uses the itest_ configs yet: the tools run in the platform's images.
+    images = ("-e", json.dumps({"configs_validate_images": platform_images}))
+    base = ("-i", inventory(managers=["localhost"]), "-e", "configs_name_prefix=itest_", *images)
     key = ("-e", f"vault_shopstream_object_hash_key={KEY}")
     first = playbook("playbooks/rotate_configs.yml", *base, *key)
     assert first.rc == 0, first.out
@@ -485,14 +487,18 @@ def test_a_changed_template_rotates_its_config_and_rewires_its_users(inventory, 
     assert report.count("(new version") == 1
 
 
-def test_an_invalid_template_fails_before_any_config_changes(inventory):
+def test_an_invalid_template_fails_before_any_config_changes(inventory, platform_images):
+    """nginx -t in the frontend's image refuses it: this host has no nginx of its own."""
     run = playbook(
         "playbooks/rotate_configs.yml", "-i", inventory(managers=["localhost"]),
         "-e", "configs_name_prefix=itest_", "-e", f"vault_shopstream_object_hash_key={KEY}",
         "-e", "configs_nginx_extra_directives='proxy_pas http://x;'",
+        "-e", json.dumps({"configs_validate_images": platform_images}),
     )  # fmt: skip
     assert run.rc != 0
-    assert "[nginx] itest_nginx (/etc/nginx/conf.d/default.conf)" in run.out, run.out
+    assert "1 invalid config(s), nothing was created" in run.out, run.out
+    assert "[nginx] itest_nginx (/etc/nginx/conf.d/default.conf), nginx: " in run.out, run.out
+    assert 'unknown directive \\"proxy_pas\\"' in run.out, run.out
     assert [n for n in docker("config", "ls", "--format", "{{.Name}}").stdout.split() if n.startswith("itest_")] == []
 
 
