@@ -139,6 +139,38 @@ def _resolve(value, needed_value, fallback, feature, records):
     return needed_value if has_it else fallback
 
 
+def _check_clocks_and_disks(records, settings, err):
+    """A clock far from the controller's, and too little room under the engine's data root.
+
+    ``controller_time`` is the controller's clock before the probes started and after they came
+    back: a host whose clock agrees read a time within it, however long the probes took."""
+    max_skew = settings.get("preflight_max_clock_skew")
+    min_free = settings.get("preflight_min_disk_free_mb")
+    for rec in records:
+        probe, name = rec.get("probe") or {}, rec["host"]
+        clock, window = probe.get("clock"), rec.get("controller_time")
+        if max_skew is not None and clock is not None and window:
+            low, high = (float(t) for t in window)
+            clock = float(clock)
+            skew = clock - high if clock > high else clock - low if clock < low else 0.0
+            if abs(skew) > float(max_skew):
+                err(
+                    name,
+                    f"{name}: its clock is {abs(skew):.0f} s {'ahead of' if skew > 0 else 'behind'} the "
+                    f"controller's (preflight_max_clock_skew is {max_skew} s). Swarm's node certificates and "
+                    f"the platform's tokens need clocks that agree. Fix: synchronise {name} and the controller "
+                    "with NTP (chrony or systemd-timesyncd), or raise preflight_max_clock_skew.",
+                )
+        disk = probe.get("disk") or {}
+        if min_free is not None and disk.get("free_mb") is not None and int(disk["free_mb"]) < int(min_free):
+            err(
+                name,
+                f"{name}: {disk.get('path')} has {disk['free_mb']} MB free of {disk.get('size_mb')} MB, less than "
+                f"preflight_min_disk_free_mb ({min_free} MB): images, volumes and logs go there. Fix: free or "
+                f"grow the disk under {disk.get('path')} on {name}, or lower preflight_min_disk_free_mb.",
+            )
+
+
 def check_cluster(records, settings, unknown_managers=(), supported_os=None, allow_even=False, in_both=()):
     """Every preflight rule. Returns ``errors`` (host or "_inventory" -> [message]),
     ``warnings``, ``resolved`` platform settings, and the swarm ``plan``.
@@ -212,6 +244,8 @@ def check_cluster(records, settings, unknown_managers=(), supported_os=None, all
                     f"{rec['host']}: {dist} {ver} is not supported (supported: {listing}). Fix: use "
                     "a supported OS, or extend preflight_supported_os at your own risk.",
                 )
+
+    _check_clocks_and_disks(records, settings, err)
 
     resolved = {}
     for setting, needed, fallback, feature, label, purpose in KERNEL_SETTINGS:

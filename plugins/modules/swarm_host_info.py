@@ -81,6 +81,13 @@ options:
         holds the namespaces of its overlay networks.
     type: path
     default: /var/run/docker
+  disk_path:
+    description:
+      - The engine's data root (C(data-root) in C(daemon.json)), where images, volumes and logs
+        go. Its file system's free space is reported; on a new host, that of the nearest
+        existing directory above it.
+    type: path
+    default: /var/lib/docker
 notes:
   - An option built as a module (C(=m)) counts as present when the module is loaded or
     its file exists under C(/lib/modules/{release}), or when that directory does not
@@ -117,6 +124,16 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+clock:
+  description: This host's clock when the probe ended, in seconds since the epoch, to compare with the controller's.
+  returned: always
+  type: float
+  sample: 1796255700.25
+disk:
+  description: The file system of O(disk_path) (C(path) is the directory read), C(free_mb) and C(size_mb).
+  returned: always
+  type: dict
+  sample: {path: /var/lib/docker, free_mb: 68714, size_mb: 258020}
 kernel:
   description: Kernel features Docker Swarm needs.
   returned: always
@@ -356,6 +373,17 @@ def probe_docker(client, leader_timeout=0, sleep=time.sleep):
     return result
 
 
+def read_disk(path):
+    """Free and total space of the file system holding ``path`` (or its nearest existing parent)."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and path != os.path.dirname(path):
+        path = os.path.dirname(path)
+    stat = os.statvfs(path)
+    mb = 1024 * 1024
+    free, size = stat.f_bavail * stat.f_frsize // mb, stat.f_blocks * stat.f_frsize // mb
+    return {"path": path, "free_mb": free, "size_mb": size}
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -376,6 +404,7 @@ def main():
             ),
             leader_timeout=dict(type="int", default=60),
             docker_exec_root=dict(type="path", default="/var/run/docker"),
+            disk_path=dict(type="path", default="/var/lib/docker"),
         ),
         supports_check_mode=True,
     )
@@ -411,6 +440,8 @@ def main():
         docker=docker,
         init_system=read_init_system(),
         addresses=read_addresses(),
+        disk=read_disk(module.params["disk_path"]),
+        clock=time.time(),
     )
 
 

@@ -8,6 +8,8 @@ moved.
 
 import os
 import socket
+import sys
+from pathlib import Path
 
 import pytest
 from runner import docker, host_state, playbook
@@ -38,6 +40,11 @@ CASES = {
     "a host in both groups": (
         {"managers": ["m1"], "workers": ["m1"]},
         "m1: listed in both swarm_managers and swarm_workers, so its role is ambiguous. Fix: keep it in one",
+    ),
+    "too little room for images and volumes": (
+        {"managers": ["m1"], "group_vars": {"preflight_min_disk_free_mb": 1_000_000_000}},
+        "less than preflight_min_disk_free_mb (1000000000 MB): images, volumes and logs go there. Fix: free or "
+        "grow the disk under /var/lib/docker on m1, or lower preflight_min_disk_free_mb.",
     ),
     "invalid setting": (
         {"managers": ["m1"], "group_vars": {"shopstream_overlay_encrypted": "sometimes"}},
@@ -101,6 +108,22 @@ def test_remove_node_names_the_host_it_was_asked_for(extra, expected, inventory)
     assert run.changed() == 0 and host_state() == before
 
 
+def test_a_host_whose_clock_is_two_hours_ahead_fails_in_preflight_naming_it(inventory, tmp_path):
+    """m1's Python runs under libfaketime (the host's clock as its programs read it is 2 h ahead)."""
+    library = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    if not library:
+        pytest.fail("libfaketime is needed to give a host a clock of its own: apt-get install libfaketime")
+    python = tmp_path / "python-2h-ahead"
+    python.write_text(f'#!/bin/sh\nLD_PRELOAD={library[0]} FAKETIME=+2h exec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    before = host_state()
+    run = playbook(
+        "site.yml", "-i", inventory(managers=["m1"], host_vars={"m1": {"ansible_python_interpreter": str(python)}})
+    )
+    assert_failed_in_preflight(run, "m1: its clock is 7200 s ahead of the controller's", before)
+    assert "Fix: synchronise m1 and the controller with NTP (chrony or systemd-timesyncd)" in run.out
+
+
 def test_a_plaintext_vault_file_fails_in_preflight_naming_it(inventory, tmp_path):
     hosts = inventory(managers=["m1"])
     plain = tmp_path / "group_vars" / "all" / "vault.yml"
@@ -135,6 +158,12 @@ STACK_SETTINGS = {
     "replicas of a service with a typo": (
         {"stack_replicas": dict(REPLICAS, fronted=3)},
         "stack_replicas names fronted, which the platform does not have",
+    ),
+    "a placement label on no manager": (
+        {"swarm_node_labels": {"shopstream.tier": "db"}},
+        "stack_data_label is shopstream.tier==data, but no manager carries that label (m1 shopstream.tier=db), so the "
+        "stateful services would go to the first manager instead. Fix: give the manager that should run them "
+        "swarm_node_labels {shopstream.tier: data}, or correct stack_data_label",
     ),
     "a stack with a typo": (
         {"stack_stacks": ["data", "ap"]},

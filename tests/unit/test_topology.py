@@ -329,3 +329,43 @@ def test_plan_refuses_to_guess_when_a_swarm_state_cannot_be_read():
     assert plan["errors"]["m2"] == [
         "m2: its swarm state could not be read (timed out). Fix: check 'docker info' on m2 and run again."
     ]
+
+
+SKEW = {"preflight_max_clock_skew": 30, "preflight_min_disk_free_mb": 2048}
+
+
+def timed(host, clock, window=(1000.0, 1010.0), free_mb=50000):
+    rec = record(host)
+    rec["probe"]["clock"] = clock
+    rec["probe"]["disk"] = {"path": "/var/lib/docker", "free_mb": free_mb, "size_mb": 100000}
+    rec["controller_time"] = list(window)
+    return rec
+
+
+@pytest.mark.parametrize(
+    ("clock", "problem"),
+    [
+        (1005.0, None),  # read while the probes ran: agrees, however long they took
+        (975.0, None),  # 25 s behind the start of the window
+        (1039.0, None),
+        (960.0, "m1: its clock is 40 s behind the controller's (preflight_max_clock_skew is 30 s)"),
+        (8210.0, "m1: its clock is 7200 s ahead of the controller's (preflight_max_clock_skew is 30 s)"),
+    ],
+)
+def test_a_clock_far_from_the_controllers_is_refused_naming_the_host_and_the_fix(clock, problem):
+    found = messages(check([timed("m1", clock)], SKEW))
+    if problem is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and found[0].startswith(problem), found
+        assert "Fix: synchronise m1 and the controller with NTP" in found[0]
+
+
+def test_too_little_room_under_the_data_root_is_refused_naming_the_host_and_the_path():
+    records = [timed("m1", 1005.0), timed("m2", 1005.0, free_mb=900), timed("m3", 1005.0)]
+    found = messages(check(records, SKEW))
+    assert found == [
+        "m2: /var/lib/docker has 900 MB free of 100000 MB, less than preflight_min_disk_free_mb (2048 MB): images, "
+        "volumes and logs go there. Fix: free or grow the disk under /var/lib/docker on m2, or lower "
+        "preflight_min_disk_free_mb."
+    ]
