@@ -1,11 +1,14 @@
 # Copyright (c) 2025, ShopStream platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The per-object rotation report of the secrets and configs roles, one line per logical object."""
+"""The per-object rotation report of the secrets and configs roles, one line per logical object,
+and the version names a vault would give (to compare a vault with the swarm)."""
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
+
+from ansible_collections.shopstream.swarm.plugins.module_utils._swarm_objects import ObjectError, versioned_name
 
 
 def rotation_entries(results, rewire, prefix="", kind="secret"):
@@ -83,6 +86,19 @@ def rotation_report(results, rewire, prefix="", kind="secret"):
     return [FORMATS[kind](entry) for entry in rotation_entries(results, rewire, prefix, kind)]
 
 
+def versioned_names(values, names, hash_key=None):
+    """The version name each value gets (swarm_secret's and swarm_config's naming: the logical name
+    and a keyed hash of the value), so that a vault can be compared with the swarm and nothing is
+    created. Returns names only, never a value."""
+    values, names = list(values or []), list(names or [])
+    if len(values) != len(names):
+        raise AnsibleFilterError(f"versioned_names: {len(values)} values for {len(names)} names")
+    try:
+        return [versioned_name(n, str(v).encode("utf-8"), hash_key or None) for v, n in zip(values, names)]
+    except ObjectError as exc:
+        raise AnsibleFilterError(f"versioned_names: {exc}") from exc
+
+
 class FilterModule:
     def filters(self):
-        return {"rotation_report": rotation_report}
+        return {"rotation_report": rotation_report, "versioned_names": versioned_names}

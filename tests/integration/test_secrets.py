@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
-from runner import docker, playbook
+from runner import ROOT, docker, playbook
 
 from ansible_collections.shopstream.swarm.plugins.filter.tls import tls_pair_problems
 from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import DockerClient
@@ -454,6 +454,38 @@ def test_vault_init_then_rotation_rewires_and_prunes_and_leaks_nothing(vault_inv
         if name.startswith("vault_"):
             assert value not in rotated.out + deployed.out + init.out, name
             assert value not in inspected, name
+
+
+def test_another_inventorys_vault_is_refused_before_any_secret_changes(vault_inventory):
+    """The platform deployed here runs on inventories/local's vault. Another inventory's vault (made by
+    vault_init beside it, given with -e @) matches none of the secrets the services use: refused."""
+    local_pass = ROOT / "inventories" / "local" / ".vault-pass"
+    if not local_pass.exists():
+        pytest.skip("inventories/local has no vault: run `make deploy` first")
+    init = playbook("playbooks/vault_init.yml", "-i", vault_inventory / "hosts.yml")
+    assert init.rc == 0, init.out
+
+    def state():
+        services = docker("service", "ls", "-q").stdout.split()
+        versions = docker("service", "inspect", "--format", "{{.ID}} {{.Version.Index}}", *services).stdout
+        return docker("secret", "ls", "--format", "{{.Name}}").stdout, versions
+
+    before = state()
+    run = playbook(
+        *SECRETS_ONLY, "-i", "inventories/local",
+        "--vault-password-file", local_pass, "--vault-password-file", vault_inventory / ".vault-pass",
+        "-e", f"@{vault_inventory / 'group_vars' / 'all' / 'vault.yml'}",
+    )  # fmt: skip
+    assert run.rc != 0
+    message = " ".join(run.out.split())
+    assert "The vault matches none of the" in message, run.out[-3000:]
+    assert (
+        "every credential would change at once, and the data services keep the passwords they were initialised "
+        "with. Is it another inventory's vault, or an old copy? Fix: run with this inventory's vault" in message
+    )
+    named = message.split("secrets the platform's services use now (")[1].split(")")[0].split(", ")
+    assert {"redis_password", "mariadb_password", "jwt_signing_key"} <= set(named), named
+    assert state() == before
 
 
 def test_a_changed_template_rotates_its_config_and_rewires_its_users(inventory, probe_image, platform_images):

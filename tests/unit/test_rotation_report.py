@@ -1,14 +1,20 @@
-"""The rotation report of the secrets and configs roles: one line per object, from module results."""
+"""The rotation report of the secrets and configs roles (one line per object, from module results),
+and the version names a vault would give."""
 
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.shopstream.swarm.plugins.filter.rotation import rotation_entries, rotation_report
+from ansible_collections.shopstream.swarm.plugins.filter.rotation import (
+    rotation_entries,
+    rotation_report,
+    versioned_names,
+)
 from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import DockerClient, filters_param
 from ansible_collections.shopstream.swarm.plugins.module_utils._swarm_objects import (
     LOGICAL_LABEL,
     SECRET,
     rewire_and_prune,
+    versioned_name,
 )
 
 JWT_OLD, JWT_NEW = "shopstream_jwt_signing_key_5d0c8e1f2a3b", "shopstream_jwt_signing_key_77e0a9b1c2d3"
@@ -188,3 +194,16 @@ def test_the_report_reads_what_rewire_and_prune_returns(engine):
         f"jwt_signing_key: new {JWT_NEW}, was {JWT_OLD}; rewired: shop_auth; "
         f"pruned: {JWT_OLD}, shopstream_jwt_signing_key_000000000000"
     ]
+
+
+def test_versioned_names_are_the_modules_names_and_show_no_value():
+    names = versioned_names(["s3cret", 42], ["shopstream_redis_password", "shopstream_n"], "key")
+    assert names == [
+        versioned_name("shopstream_redis_password", b"s3cret", "key"),
+        versioned_name("shopstream_n", b"42", "key"),
+    ]
+    assert all("s3cret" not in n for n in names)
+    # Another vault's hash key names the same value differently: that is how a foreign vault shows.
+    assert versioned_names(["s3cret"], ["shopstream_redis_password"], "other")[0] != names[0]
+    with pytest.raises(AnsibleFilterError, match="2 values for 1 names"):
+        versioned_names(["a", "b"], ["shopstream_a"], "key")
