@@ -16,6 +16,7 @@ Three concerns, each with pure functions first and one class applying them:
 """
 
 import copy
+import hashlib
 import json
 import re
 import shlex
@@ -36,6 +37,9 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._swarm_objects im
 
 NAMESPACE_LABEL = "com.docker.stack.namespace"
 STACK_LABEL_PREFIX = "com.docker.stack."
+# A service label holding a digest of the compose file and options that deployed it: the same
+# compose again, on services still as that deploy left them, is not deployed again.
+FINGERPRINT_LABEL = "com.shopstream.swarm.compose-digest"
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 SECOND = 1_000_000_000
@@ -138,6 +142,8 @@ def normalize_spec(spec, resolve_image="never"):
     Version, UpdatedAt, PreviousSpec and UpdateStatus live outside the Spec and never count.
     """
     spec = copy.deepcopy(spec or {})
+    if spec.get("Labels"):
+        spec["Labels"].pop(FINGERPRINT_LABEL, None)
     template = spec.get("TaskTemplate") or {}
     container = template.get("ContainerSpec") or {}
     if resolve_image == "never" and container.get("Image"):
@@ -211,7 +217,34 @@ def _restart_view(policy):
 
 
 def _user_labels(labels):
-    return {k: str(v) for k, v in (labels or {}).items() if not k.startswith(STACK_LABEL_PREFIX)}
+    return {
+        k: str(v) for k, v in (labels or {}).items() if not k.startswith(STACK_LABEL_PREFIX) and k != FINGERPRINT_LABEL
+    }
+
+
+def fingerprint(compose, options):
+    """A digest of the compose file as the CLI reads it and the deploy's options."""
+    blob = json.dumps([compose, options], sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def with_fingerprint(compose, digest):
+    """The compose file with FINGERPRINT_LABEL = ``digest`` among each service's deploy labels."""
+    compose = copy.deepcopy(compose)
+    for svc in (compose.get("services") or {}).values():
+        deploy = svc.setdefault("deploy", {})
+        labels = deploy.get("labels") or {}
+        if isinstance(labels, list):  # the list form, "key=value"
+            labels = dict(item.split("=", 1) if "=" in item else (item, "") for item in labels)
+        deploy["labels"] = dict(labels, **{FINGERPRINT_LABEL: digest})
+    return compose
+
+
+def deployed_as(compose, stack, services, digest):
+    """Whether the stack's services are exactly the compose file's, each labelled with ``digest``."""
+    wanted = {f"{stack}_{key}" for key in (compose.get("services") or {})}
+    labels = {s["Spec"]["Name"]: (s["Spec"].get("Labels") or {}).get(FINGERPRINT_LABEL) for s in services}
+    return bool(wanted) and set(labels) == wanted and all(value == digest for value in labels.values())
 
 
 def _caps_view(caps):

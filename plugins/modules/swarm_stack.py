@@ -33,8 +33,13 @@ description:
   - C(changed) is true only when a service spec really changes, compared before and after the deploy
     with what the daemon fills in left out (version, timestamps, previous spec, update status, empty
     fields, and the image digest with O(resolve_image=never)), or when services are created or removed.
-    C(docker stack deploy) updates every service even when nothing changed; such a no-op deploy
-    reports no change. Networks, secrets and configs the CLI creates do not count by themselves.
+    C(docker stack deploy) updates every service even when nothing changed, raising its version. So
+    each deploy labels the services with a digest of the compose file and options
+    (C(com.shopstream.swarm.compose-digest)), and the same compose file again, on services that are
+    still as it left them, is not deployed, and no service's version moves. This needs PyYAML in the
+    manager's Python (the engine role installs it) and O(resolve_image) other than V(always);
+    otherwise every run deploys, and a no-op deploy reports no change. Networks, secrets and
+    configs the CLI creates do not count by themselves.
   - "Progress: a module cannot stream output, so progress lines are collected and returned in
     RV(events). Nothing is reported through warnings unless something is off (the CLI writing to
     stderr on success, a check mode limitation)."
@@ -272,11 +277,14 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._stack import (
     StackError,
     check_stack_name,
     compare_services,
+    deployed_as,
     differing,
     endpoint_changed,
+    fingerprint,
     missing_externals,
     plan,
     spec_view,
+    with_fingerprint,
 )
 
 
@@ -330,6 +338,14 @@ class StackModule:
             return changes, services, old, new
 
         previous = {s["ID"]: (s.get("UpdateStatus") or {}).get("StartedAt") for s in before}
+        if rendered is not None and p["resolve_image"] != "always":
+            options = {"prune": p["prune"], "resolve_image": p["resolve_image"], "auth": p["with_registry_auth"]}
+            digest = fingerprint(rendered, options)
+            if deployed_as(rendered, p["name"], before, digest) and not plan(rendered, p["name"], before, names)[0]:
+                deployer.event(f"{p['name']}: not deployed again, its services are as this compose file left them")
+                reports = deployer.converge(previous)
+                return {}, {n: dict(r, action="unchanged") for n, r in reports.items()}, {}, {}
+            text = compose_text(with_fingerprint(rendered, digest))
         deployer.event(f"docker stack deploy {p['name']} ({len(before)} service(s) before)")
         try:
             deployer.deploy(

@@ -66,6 +66,11 @@ def remove_platform():
             docker("volume", "rm", *volumes)
 
 
+def service_versions():
+    ids = docker("service", "ls", "-q").stdout.split()
+    return docker("service", "inspect", "--format", "{{.Spec.Name}} {{.Version.Index}}", *ids).stdout
+
+
 def swarm_info():
     return json.loads(docker("info", "--format", "{{json .Swarm}}").stdout)
 
@@ -120,9 +125,12 @@ def test_site_converges_and_leaks_nothing(capsys, local_vault):
 
 def test_site_runs_again_and_changes_nothing(capsys):
     """The rerun of the deploy above (it restarts no engine, so it runs beside the cluster)."""
+    before = service_versions()
     again = playbook(*SITE)
     assert again.rc == 0, again.out
     assert again.changed() == 0, again.recap
+    # No stack was deployed again: `docker stack deploy` raises every service's version.
+    assert service_versions() == before
     with capsys.disabled():
         print(f"\n  local site.yml: idempotent rerun {again.seconds:.1f} s ", end="")
 

@@ -71,6 +71,10 @@ def compose(**services):
     return {"version": "3.8", "services": {k: dict(v, stop_grace_period="1s") for k, v in services.items()}}
 
 
+def version(service):
+    return int(docker("service", "inspect", service, "--format", "{{.Version.Index}}").stdout)
+
+
 def spec(service):
     return json.loads(docker("service", "inspect", service, "--format", "{{json .Spec}}").stdout)
 
@@ -95,10 +99,20 @@ def test_check_deploy_again_check_then_change_one_service(module_run, probe_imag
     assert web_report["action"] == once_report["action"] == "created"
     assert any("stacktest_web: 2/2" in line and "converged" in line for line in first["events"])
 
+    versions = {name: version(name) for name in ("stacktest_web", "stacktest_once")}
     again = module_run(MODULE, args)
     assert not again["changed"] and again["changed_services"] == [], again
     assert {r["action"] for r in again["services"].values()} == {"unchanged"}
+    # Not deployed again: `docker stack deploy` would have raised every service's version.
+    assert "stacktest: not deployed again, its services are as this compose file left them" in again["events"]
+    assert {name: version(name) for name in versions} == versions
     assert not module_run(MODULE, args, check=True)["changed"]
+
+    # Changed behind the compose file's back: deployed again, back to the compose file.
+    docker("service", "update", "--detach", "--replicas", "1", "stacktest_web")
+    restored = module_run(MODULE, args)
+    assert restored["changed_services"] == ["stacktest_web"] and not restored.get("failed"), restored
+    assert spec("stacktest_web")["Mode"]["Replicated"]["Replicas"] == 2
 
     changed_stack = compose(web=web(probe_image), once=once(probe_image, "echo twice"))
     planned = module_run(MODULE, dict(args, compose=changed_stack), check=True, verbosity="--diff")

@@ -10,12 +10,15 @@ import yaml
 
 from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import DockerClient, filters_param
 from ansible_collections.shopstream.swarm.plugins.module_utils._stack import (
+    FINGERPRINT_LABEL,
     StackDeployer,
     StackError,
     assess,
     compare_services,
     compose_view,
+    deployed_as,
     endpoint_changed,
+    fingerprint,
     missing_externals,
     normalize_spec,
     parse_bytes,
@@ -24,6 +27,7 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._stack import (
     progress_line,
     spec_view,
     task_fingerprint,
+    with_fingerprint,
 )
 
 DIGEST = "@sha256:" + "a" * 64
@@ -617,3 +621,43 @@ def test_external_objects_the_swarm_lacks_are_named_with_their_service():
         "service api uses the config conf, which is external and not in the swarm",
         "service api uses the network traefik-public, which is external and not in the swarm",
     ]
+
+
+# The compose digest: the same compose file again, on services as it left them, is not deployed.
+
+
+def test_the_digest_follows_the_compose_file_and_the_options():
+    compose = {"version": "3.8", "services": {"web": {"image": "a:1"}}}
+    digest = fingerprint(compose, {"prune": False})
+    assert digest == fingerprint(copy.deepcopy(compose), {"prune": False}) and len(digest) == 16
+    assert digest != fingerprint(compose, {"prune": True})
+    assert digest != fingerprint({"version": "3.8", "services": {"web": {"image": "a:2"}}}, {"prune": False})
+
+
+def test_each_service_carries_the_digest_whatever_its_labels_form():
+    compose = {"services": {"a": {"deploy": {"labels": ["x=1", "flag"]}}, "b": {"image": "b"}}}
+    labelled = with_fingerprint(compose, "d1")
+    assert labelled["services"]["a"]["deploy"]["labels"] == {"x": "1", "flag": "", FINGERPRINT_LABEL: "d1"}
+    assert labelled["services"]["b"]["deploy"]["labels"] == {FINGERPRINT_LABEL: "d1"}
+    assert "labels" in compose["services"]["a"]["deploy"] and "deploy" not in compose["services"]["b"]
+
+
+def test_deployed_as_needs_exactly_the_compose_files_services_each_with_the_digest():
+    compose = {"services": {"a": {}, "b": {}}}
+
+    def svc(name, digest):
+        return {"Spec": {"Name": name, "Labels": {FINGERPRINT_LABEL: digest} if digest else {}}}
+
+    assert deployed_as(compose, "s", [svc("s_a", "d1"), svc("s_b", "d1")], "d1")
+    assert not deployed_as(compose, "s", [svc("s_a", "d1"), svc("s_b", "d0")], "d1")
+    assert not deployed_as(compose, "s", [svc("s_a", "d1")], "d1"), "a service missing"
+    assert not deployed_as(compose, "s", [svc("s_a", "d1"), svc("s_b", "d1"), svc("s_c", "d1")], "d1")
+    assert not deployed_as(compose, "s", [svc("s_a", None), svc("s_b", None)], "d1"), "deployed before digests"
+
+
+def test_the_digest_label_is_no_change_of_its_own():
+    labels = {"com.docker.stack.namespace": "s", "team": "shop"}
+    old = {"Name": "s_a", "Labels": dict(labels, **{FINGERPRINT_LABEL: "d0"})}
+    new = {"Name": "s_a", "Labels": dict(labels, **{FINGERPRINT_LABEL: "d1"})}
+    assert normalize_spec(old) == normalize_spec(new)
+    assert spec_view(old)["labels"] == spec_view(new)["labels"] == {"team": "shop"}
