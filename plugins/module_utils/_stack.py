@@ -827,15 +827,17 @@ class StackDeployer:
                 self.warnings.append(f"{what}: {line}")
         return out
 
-    def rendered(self, compose_text):
-        """The compose file as the CLI reads it (merged, interpolated, long syntax), for check mode."""
+    def rendered(self, compose_text, warn=True):
+        """The compose file as the CLI reads it (merged, interpolated, long syntax), for check mode and
+        the deploy's digest; ``warn``: say so when this CLI cannot render it (check mode)."""
         import yaml  # noqa: PLC0415 - only check mode needs it, and Ansible always ships it
 
         rc, out, err = self.run([self.docker_cli, "stack", "config", "--compose-file", "-"], data=compose_text)
         if rc == 0:
             return yaml.safe_load(out) or {}
         if "unknown command" in (err or "") or "is not a docker command" in (err or ""):
-            self.warnings.append("This docker CLI has no 'stack config'; check mode reads the compose file as is.")
+            if warn:
+                self.warnings.append("This docker CLI has no 'stack config'; check mode reads the compose file as is.")
             return yaml.safe_load(compose_text) or {}
         lines = [line for line in (err or "").strip().splitlines() if line.strip()]
         raise StackError(f"docker stack config failed for stack {self.name}: {lines[-1] if lines else rc}", err)

@@ -324,7 +324,8 @@ class StackModule:
         before = deployer.services()
         names = deployer.network_names()
         # Check mode needs the compose file read (PyYAML on the manager); a deploy reads it when it can.
-        rendered = deployer.rendered(text) if self.module.check_mode or HAS_YAML else None
+        check = self.module.check_mode
+        rendered = deployer.rendered(text, warn=check) if check or HAS_YAML else None
         missing = missing_externals(rendered, deployer.existing_names()) if rendered is not None else []
         if missing:
             raise StackError(
