@@ -288,6 +288,12 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._stack import (
 )
 
 
+def load_yaml(text):
+    import yaml  # noqa: PLC0415 - only where HAS_YAML
+
+    return yaml.safe_load(text) or {}
+
+
 def compose_text(compose):
     if isinstance(compose, dict):
         import yaml  # Ansible depends on PyYAML
@@ -346,7 +352,9 @@ class StackModule:
                 deployer.event(f"{p['name']}: not deployed again, its services are as this compose file left them")
                 reports = deployer.converge(previous)
                 return {}, {n: dict(r, action="unchanged") for n, r in reports.items()}, {}, {}
-            text = compose_text(with_fingerprint(rendered, digest))
+            # The digest goes into the compose file as written: the CLI's rendering has resolved
+            # its $$ escapes, and deploying that would interpolate them again.
+            text = compose_text(with_fingerprint(load_yaml(text), digest))
         deployer.event(f"docker stack deploy {p['name']} ({len(before)} service(s) before)")
         try:
             deployer.deploy(

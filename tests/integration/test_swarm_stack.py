@@ -129,6 +129,16 @@ def test_check_deploy_again_check_then_change_one_service(module_run, probe_imag
     assert spec("stacktest_once")["TaskTemplate"]["ContainerSpec"]["Args"][-1] == "echo twice"
 
 
+def test_a_dollar_escape_reaches_the_service_as_one_dollar(module_run, probe_image):
+    """The digest is added to the compose file as written: `$$` stays an escape for the CLI."""
+    stack = {"version": "3.8", "services": {"web": web(probe_image)}}
+    stack["services"]["web"]["command"] = ["sh", "-c", "echo $$HOME > /ok; sleep 3600"]
+    deployed = module_run(MODULE, {"name": "stacktest", "compose": stack, "timeout": 90})
+    assert deployed["changed"] and not deployed.get("failed"), deployed
+    args = spec("stacktest_web")["TaskTemplate"]["ContainerSpec"]["Args"]
+    assert args == ["sh", "-c", "echo $HOME > /ok; sleep 3600"]
+
+
 def test_a_broken_update_rolls_back_and_fails_naming_the_service(module_run, probe_image):
     update = {"update_config": {"failure_action": "rollback", "monitor": "5s"}}
     good = {"image": probe_image, "command": ["sleep", "3600"], "deploy": update}
