@@ -30,6 +30,8 @@ TOOLS = {
     # options removed in v3 are fatal there) and only then calls /ping, which no network reaches.
     "traefik": ("traefik", lambda target: ["healthcheck", f"--configFile={target}"]),
 }
+# Seconds `docker create` may take to pull an image.
+PULL_TIMEOUT = 600
 # Traefik's answers once its configuration was read: /ping is unreachable, or not enabled.
 TRAEFIK_LOADED = ("Error calling healthcheck", "please enable `ping`")
 
@@ -110,21 +112,27 @@ class Runner:
         self.timeout = timeout
         self.pull = pull
 
-    def _cli(self, *args, data=None, timeout=None):
+    def _cli(self, *args, data=None, timeout=None, stdout_only=False):
+        """``(rc, output)``: stdout and stderr together, or stdout alone (a pull reports on stderr)."""
         # Our own docker CLI with arguments we built: no untrusted shell.
         proc = subprocess.run(  # noqa: S603
             [self.docker, *args], input=data, capture_output=True, timeout=timeout or self.timeout, check=False
         )
-        text = (proc.stdout + proc.stderr).decode("utf-8", "replace")
-        return proc.returncode, text
+        out = proc.stdout if stdout_only and proc.returncode == 0 else proc.stdout + proc.stderr
+        return proc.returncode, out.decode("utf-8", "replace")
 
     def run(self, image, command, tar):
         """``(rc, output)`` of ``command`` in ``image`` with ``tar`` unpacked at /; raises RuntimeError
         when the container cannot be made (the image cannot be pulled, the engine refuses)."""
-        rc, out = self._cli(
-            "create", "--pull", "missing" if self.pull else "never", "--network", "none",
-            "--label", "shopstream.swarm.config-check=true", "--entrypoint", command[0], image, *command[1:],
-        )  # fmt: skip
+        try:
+            # A pull may take longer than a check: it gets PULL_TIMEOUT.
+            rc, out = self._cli(
+                "create", "--pull", "missing" if self.pull else "never", "--network", "none",
+                "--label", "shopstream.swarm.config-check=true", "--entrypoint", command[0], image, *command[1:],
+                stdout_only=True, timeout=max(self.timeout, PULL_TIMEOUT),
+            )  # fmt: skip
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeError(f"{shown(image)} could not be pulled within {exc.timeout} s") from exc
         if rc != 0 and not self.pull and "No such image" in out:
             raise ImageAbsent(f"{shown(image)} is not on this host yet, and check mode pulls nothing")
         if rc != 0:
@@ -134,10 +142,9 @@ class Runner:
             rc, out = self._cli("cp", "-", f"{container}:/", data=tar)
             if rc != 0:
                 raise RuntimeError(f"cannot copy the configs into a container of {shown(image)}: {out.strip()}")
-            try:
-                return self._cli("start", "--attach", container)
-            except subprocess.TimeoutExpired as exc:
-                raise RuntimeError(f"{command[0]} did not finish within {self.timeout} s") from exc
+            return self._cli("start", "--attach", container)
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeError(f"{command[0]} did not finish within {self.timeout} s") from exc
         finally:
             self._cli("rm", "--force", container)
 

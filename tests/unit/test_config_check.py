@@ -3,12 +3,14 @@ config is checked in, and what is an error, a pass or a skip. The checks in the 
 in tests/integration/test_configs.py."""
 
 import io
+import json
 import tarfile
 
 import pytest
 
 from ansible_collections.shopstream.swarm.plugins.module_utils._config_check import (
     ImageAbsent,
+    Runner,
     archive,
     argv,
     check_all,
@@ -141,3 +143,35 @@ def test_without_a_given_image_the_services_using_the_config_name_it(engine):
     # A config no service uses (a new prefix, a first deploy): no image.
     engine.routes[("GET", query)] = (200, [])
     assert users_image(client, "shopstream_nginx") is None
+
+
+FAKE_DOCKER = r"""#!/usr/bin/env python3
+import json, os, sys
+with open(os.environ["FAKE_LOG"], "a") as log:
+    log.write(json.dumps(sys.argv[1:]) + "\n")
+command = sys.argv[1]
+if command == "create":
+    sys.stderr.write("missing: Pulling from shopstream/frontend\nStatus: Downloaded newer image for r/fe:1\n")
+    print("c0ffee")
+elif command == "cp":
+    with open(os.environ["FAKE_LOG"] + ".tar", "wb") as tar:
+        tar.write(sys.stdin.buffer.read())
+elif command == "start":
+    sys.stderr.write('nginx: [emerg] unknown directive "proxy_pas"\n')
+    sys.exit(1)
+"""
+
+
+def test_the_runner_creates_copies_starts_and_removes_whatever_a_pull_prints(tmp_path, monkeypatch):
+    docker = tmp_path / "docker"
+    docker.write_text(FAKE_DOCKER)
+    docker.chmod(0o755)
+    log = tmp_path / "calls"
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    rc, out = Runner(str(docker), timeout=10).run("r/fe:1", ["nginx", "-t"], archive(FILES))
+    assert (rc, out.strip()) == (1, 'nginx: [emerg] unknown directive "proxy_pas"')
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert calls[0][:5] == ["create", "--pull", "missing", "--network", "none"]
+    assert calls[0][-3:] == ["nginx", "r/fe:1", "-t"]
+    assert calls[1:] == [["cp", "-", "c0ffee:/"], ["start", "--attach", "c0ffee"], ["rm", "--force", "c0ffee"]]
+    assert (tmp_path / "calls.tar").read_bytes() == archive(FILES)
