@@ -835,7 +835,8 @@ class StackDeployer:
         rc, out, err = self.run([self.docker_cli, "stack", "config", "--compose-file", "-"], data=compose_text)
         if rc == 0:
             return yaml.safe_load(out) or {}
-        if "unknown command" in (err or "") or "is not a docker command" in (err or ""):
+        # A CLI before `stack config` (20.10) says one of these, depending on how it parsed the line.
+        if any(sign in (err or "") for sign in ("unknown command", "is not a docker command", "unknown flag")):
             if warn:
                 self.warnings.append("This docker CLI has no 'stack config'; check mode reads the compose file as is.")
             return yaml.safe_load(compose_text) or {}

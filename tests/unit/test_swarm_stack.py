@@ -581,11 +581,23 @@ def test_remove_waits_for_tasks_then_removes_leftover_networks(engine):
     assert d.events[-1].endswith("stack st removed")
 
 
-def test_rendered_falls_back_to_the_file_without_stack_config():
-    cli = FakeCLI([(1, "", "docker: unknown command: docker stack config\n")])
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        "docker: unknown command: docker stack config\n",
+        # Debian's 20.10 CLI: `stack` parses the flags first.
+        "unknown flag: --compose-file\nSee 'docker stack --help'.\n",
+    ],
+)
+def test_rendered_falls_back_to_the_file_without_stack_config(stderr):
+    cli = FakeCLI([(1, "", stderr), (1, "", stderr)])
     d = StackDeployer(None, cli, "st")
     assert d.rendered("services: {a: {image: x}}") == {"services": {"a": {"image": "x"}}}
     assert d.warnings
+    # Outside check mode (the deploy's digest) it says nothing.
+    quiet = StackDeployer(None, cli, "st")
+    assert quiet.rendered("services: {a: {image: x}}", warn=False) == {"services": {"a": {"image": "x"}}}
+    assert quiet.warnings == []
 
 
 def test_remove_reports_finished_tasks_of_removed_jobs_instead_of_waiting(engine):
