@@ -17,7 +17,12 @@ import tarfile
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import DockerAPIError, list_services
-from ansible_collections.shopstream.swarm.plugins.module_utils._swarm_objects import CONFIG, ObjectStore, mounts_any
+from ansible_collections.shopstream.swarm.plugins.module_utils._swarm_objects import (
+    CONFIG,
+    ObjectStore,
+    mounts_any,
+    versioned_name,
+)
 
 # check -> (tool, argv after the tool, given the config's container path)
 TOOLS = {
@@ -149,15 +154,30 @@ class Runner:
             self._cli("rm", "--force", container)
 
 
-def check_all(configs, files, images, runner, client=None, required=True):
+def existing_version(client, config, files, hash_key):
+    """Whether the version this content gets exists already (checked when it was made), or None
+    when the swarm cannot say."""
+    name = versioned_name(config["name"], files[config["target"]].encode("utf-8"), hash_key or None)
+    try:
+        return any(v["Spec"]["Name"] == name for v in ObjectStore(client, CONFIG).versions(config["name"]))
+    except DockerAPIError:
+        return None
+
+
+def check_all(configs, files, images, runner, client=None, required=True, hash_key=None, skip_existing=False):
     """Check every config of ``configs`` ([{key, name, check, target, image}], ``image`` naming the
     component) in its component's image: ``images[component]``, else the image of a service that
-    mounts the config now. Returns ``{"checked", "not_checked", "errors"}``."""
-    result = {"checked": [], "not_checked": [], "errors": []}
+    mounts the config now. With ``skip_existing``, a config whose version (named after ``hash_key``)
+    exists is not checked again. Returns ``{"checked", "not_checked", "errors", "unchanged"}``."""
+    result = {"checked": [], "not_checked": [], "errors": [], "unchanged": []}
     tar = archive(files)
     jobs = []
     for config in configs:
         tool = tool_of(config["check"])
+        # Nothing new is made of an unchanged config: its version was checked when it was made.
+        if skip_existing and client and existing_version(client, config, files, hash_key):
+            result["unchanged"].append({"key": config["key"], "tool": tool})
+            continue
         image = images.get(config["image"]) or (users_image(client, config["name"]) if client else None)
         if not image:
             reason = (

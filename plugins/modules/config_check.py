@@ -69,6 +69,16 @@ options:
       - V(true), a config whose image is unknown is an error; V(false), it is skipped and reported.
     type: bool
     default: true
+  skip_existing:
+    description:
+      - Leave out a config whose version (named after a keyed hash of its content, as
+        M(shopstream.swarm.swarm_config) names it) exists already; nothing new is made of it, and it
+        was checked when it was made. Such configs are listed in RV(unchanged).
+    type: bool
+    default: false
+  hash_key:
+    description: The key of the versions' names (as M(shopstream.swarm.swarm_config)'s O(hash_key)).
+    type: str
   timeout:
     description: Seconds each checker may take.
     type: int
@@ -117,6 +127,11 @@ not_checked:
   returned: always
   type: list
   elements: dict
+unchanged:
+  description: With O(skip_existing), the configs whose version exists already, with their tool.
+  returned: always
+  type: list
+  elements: dict
 errors:
   description: The configs refused, with C(key), C(name), C(target), C(tool) and the tool's C(message).
   returned: always
@@ -148,6 +163,8 @@ def main():
             files=dict(type="dict", required=True),
             images=dict(type="dict", default={}),
             required=dict(type="bool", default=True),
+            skip_existing=dict(type="bool", default=False),
+            hash_key=dict(type="str", no_log=True),
             timeout=dict(type="int", default=60),
             docker_cli=dict(type="str", default="docker"),
             docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
@@ -165,6 +182,8 @@ def main():
         runner,
         client=client,
         required=params["required"],
+        hash_key=params["hash_key"],
+        skip_existing=params["skip_existing"],
     )
     module.exit_json(changed=False, **result)
 

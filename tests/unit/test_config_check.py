@@ -175,3 +175,18 @@ def test_the_runner_creates_copies_starts_and_removes_whatever_a_pull_prints(tmp
     assert calls[0][-3:] == ["nginx", "r/fe:1", "-t"]
     assert calls[1:] == [["cp", "-", "c0ffee:/"], ["start", "--attach", "c0ffee"], ["rm", "--force", "c0ffee"]]
     assert (tmp_path / "calls.tar").read_bytes() == archive(FILES)
+
+
+def test_a_config_whose_version_exists_is_not_checked_again(engine):
+    from ansible_collections.shopstream.swarm.plugins.module_utils._swarm_objects import versioned_name
+
+    query = "/configs?" + filters_param(label=[f"{LOGICAL_LABEL}=shopstream_nginx"])
+    made = versioned_name("shopstream_nginx", FILES[NGINX["target"]].encode(), "k")
+    engine.routes[("GET", query)] = (200, [{"ID": "c1", "CreatedAt": "x", "Spec": {"Name": made}}])
+    client = DockerClient("unix://" + engine.server_address, timeout=3)
+    runner = FakeRunner({"fe:1": (1, "would fail")})
+    kept = check_all([NGINX], FILES, {"frontend": "fe:1"}, runner, client=client, hash_key="k", skip_existing=True)
+    assert kept["unchanged"] == [{"key": "nginx", "tool": "nginx"}] and runner.calls == []
+    # Another key names other content: checked.
+    other = check_all([NGINX], FILES, {"frontend": "fe:1"}, runner, client=client, hash_key="j", skip_existing=True)
+    assert other["errors"][0]["message"] == "would fail"
