@@ -5,19 +5,21 @@
 DOCUMENTATION = r"""
 ---
 module: kit_image
-short_description: Build one image of the offline image kit unless it exists already
+short_description: Build images of the offline image kit unless they exist already
 version_added: 0.2.0
 author: ShopStream platform team
 description:
-  - Builds the image O(name) of the kit in O(images_dir) and tags it
-    C(<repository>/<name>:<hash>), where the hash covers every file of the image's directory
-    and its parent image's tag (for C(base), its files, the Debian mirror and the suite).
-    When that tag exists the image is left alone and the task reports no change, so a second
-    build with unchanged inputs builds nothing, and a change to a parent rebuilds its children.
+  - Builds the images O(names) of the kit in O(images_dir), with their kit ancestors, parents
+    first, in one call, and tags each C(<repository>/<name>:<hash>), where the hash covers
+    every file of the image's directory and its parent image's tag (for C(base), its files,
+    the Debian mirror and the suite).
+    When that tag exists the image is left alone; the task reports a change when it built any
+    image, so a second build with unchanged inputs builds nothing, and a change to a parent
+    rebuilds its children.
   - Images are the directories of O(images_dir) that hold a C(Dockerfile). A Dockerfile names its
     kit parent with C(ARG BASE=shopstream/<parent>) and C(FROM ${BASE}); the module passes the
-    parent's exact reference as the build argument C(BASE). The parent must be built first
-    (build the names in the order RV(order) gives).
+    parent's exact reference as the build argument C(BASE). The parents are built first (the order
+    RV(order) gives).
   - C(base) is a Debian rootfs made by C(debootstrap --variant=minbase) from the build host's own
     apt mirror (read from C(/etc/apt/sources.list.d/*.sources) or C(/etc/apt/sources.list),
     never hard-coded) and imported with C(docker import). It needs C(debootstrap) on the build
@@ -29,10 +31,15 @@ description:
   - Runs the C(docker) CLI (builds use the classic builder, C(DOCKER_BUILDKIT=0), which every
     engine from 20.10 on has).
 options:
-  name:
-    description: The image to build, a directory of O(images_dir) (or C(base)).
-    type: str
+  names:
+    description:
+      - The images to build, directories of O(images_dir) (or C(base)). Their kit ancestors are
+        built too.
+      - One call for the whole kit costs one connection to the build host, not one per image.
+    type: list
+    elements: str
     required: true
+    aliases: [name]
   images_dir:
     description: The kit's image directories, on the build host.
     type: path
@@ -55,7 +62,7 @@ options:
 attributes:
   check_mode:
     support: full
-    details: Computes the tag and reports whether the image would be built; builds nothing.
+    details: Computes the tags and reports which images would be built; builds nothing.
   diff_mode:
     support: none
   idempotent:
@@ -70,66 +77,73 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Build the base image (debootstrap from this host's mirror)
+- name: Build redis and nginx, and base under them (debootstrap from this host's mirror)
   shopstream.swarm.kit_image:
-    name: base
+    names: [redis, nginx]
     images_dir: /var/lib/shopstream-kit/images
+  register: built
 
-- name: Build redis on it
-  shopstream.swarm.kit_image:
-    name: redis
-    images_dir: /var/lib/shopstream-kit/images
-  register: redis_image
+- name: The reference of each image built
+  ansible.builtin.debug:
+    msg: "{{ built.images | items2dict(key_name='name', value_name='image') }}"
 
 - name: Build redis again with unchanged inputs - reports no change, builds nothing
   shopstream.swarm.kit_image:
-    name: redis
+    names: redis
     images_dir: /var/lib/shopstream-kit/images
 
 - name: Check mode tells whether a build is due
   shopstream.swarm.kit_image:
-    name: python
+    names: python
     images_dir: /var/lib/shopstream-kit/images
   check_mode: true
 """
 
 RETURN = r"""
-image:
-  description: The image's local reference.
+images:
+  description: Each image of RV(order), parents first.
   returned: always
-  type: str
-  sample: shopstream/redis:8c1d0e6f2a4b
-tag:
-  description: The content hash the image is tagged with.
-  returned: always
-  type: str
-  sample: 8c1d0e6f2a4b
-parent:
-  description: The parent kit image's reference; null for C(base) and for images on no kit image.
-  returned: always
-  type: str
-  sample: shopstream/base:3cffc1a3e419
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The image's name in the kit.
+      type: str
+      sample: redis
+    image:
+      description: The image's local reference.
+      type: str
+      sample: shopstream/redis:8c1d0e6f2a4b
+    tag:
+      description: The content hash the image is tagged with.
+      type: str
+      sample: 8c1d0e6f2a4b
+    parent:
+      description: The parent kit image's reference; null for C(base) and for images on no kit image.
+      type: str
+      sample: shopstream/base:3cffc1a3e419
+    changed:
+      description: Whether it was built (in check mode, whether it would be).
+      type: bool
+      sample: false
+    build_seconds:
+      description: Seconds the build took; 0 when nothing was built.
+      type: float
+      sample: 41.3
+    size:
+      description: The image's size in bytes; null in check mode when it would be built.
+      type: int
+      sample: 98123456
+    size_human:
+      description: The same, for people.
+      type: str
+      sample: 98.1 MB
 order:
-  description: The image and its kit ancestors, parents first.
+  description: The images and their kit ancestors, parents first.
   returned: always
   type: list
   elements: str
   sample: [base, redis]
-build_seconds:
-  description: Seconds the build took; 0 when nothing was built.
-  returned: always
-  type: float
-  sample: 41.3
-size:
-  description: The image's size in bytes; null in check mode when it would be built.
-  returned: always
-  type: int
-  sample: 98123456
-size_human:
-  description: The same, for people.
-  returned: always
-  type: str
-  sample: 98.1 MB
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -156,26 +170,32 @@ class KitImageBuilder:
         return self.module.run_command(argv, environ_update=environ)
 
     def build(self):
-        name = self.module.params["name"]
-        order = self.kit.order([name])
-        result = self.kit.build(name, check_mode=self.module.check_mode)
-        size = result.get("size")
+        images = []
+        for result in self.kit.build_all(self.module.params["names"], check_mode=self.module.check_mode):
+            size = result.get("size")
+            images.append(
+                {
+                    "name": result["name"],
+                    "image": result["image"],
+                    "tag": result["tag"],
+                    "parent": result["parent"],
+                    "changed": result["changed"],
+                    "build_seconds": result["seconds"],
+                    "size": size,
+                    "size_human": human_size(size) if size is not None else None,
+                }
+            )
         return {
-            "changed": result["changed"],
-            "image": result["image"],
-            "tag": result["tag"],
-            "parent": result["parent"],
-            "order": order,
-            "build_seconds": result["seconds"],
-            "size": size,
-            "size_human": human_size(size) if size is not None else None,
+            "changed": any(image["changed"] for image in images),
+            "images": images,
+            "order": [image["name"] for image in images],
         }
 
 
 def main():
     module = AnsibleModule(
         argument_spec={
-            "name": {"type": "str", "required": True},
+            "names": {"type": "list", "elements": "str", "required": True, "aliases": ["name"]},
             "images_dir": {"type": "path", "required": True},
             "repository": {"type": "str", "default": "shopstream"},
             "mirror": {"type": "str"},

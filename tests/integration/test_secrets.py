@@ -459,9 +459,10 @@ def test_vault_init_then_rotation_rewires_and_prunes_and_leaks_nothing(vault_inv
             assert value not in inspected, name
 
 
-def test_another_inventorys_vault_is_refused_before_any_secret_changes(vault_inventory):
-    """The platform deployed here runs on inventories/local's vault. Another inventory's vault (made by
-    vault_init beside it, given with -e @) matches none of the secrets the services use: refused."""
+def test_another_inventorys_vault_is_refused_before_anything_changes(vault_inventory):
+    """The platform deployed here runs on inventories/local's vault. site.yml with another inventory's
+    vault (made by vault_init beside it, given with -e @) matches none of the secrets the services use:
+    refused in preflight, before the engine, the registry's password or any object changes."""
     local_pass = ROOT / "inventories" / "local" / ".vault-pass"
     if not local_pass.exists():
         pytest.skip("inventories/local has no vault: run `make deploy` first")
@@ -475,7 +476,7 @@ def test_another_inventorys_vault_is_refused_before_any_secret_changes(vault_inv
 
     before = state()
     run = playbook(
-        *SECRETS_ONLY, "-i", "inventories/local",
+        "site.yml", "-i", "inventories/local",
         "--vault-password-file", local_pass, "--vault-password-file", vault_inventory / ".vault-pass",
         "-e", f"@{vault_inventory / 'group_vars' / 'all' / 'vault.yml'}",
     )  # fmt: skip
@@ -488,6 +489,8 @@ def test_another_inventorys_vault_is_refused_before_any_secret_changes(vault_inv
     )
     named = message.split("secrets the platform's services use now (")[1].split(")")[0].split(", ")
     assert {"redis_password", "mariadb_password", "jwt_signing_key"} <= set(named), named
+    assert run.changed() == 0, run.recap
+    assert "TASK [shopstream.swarm.engine" not in run.out, "refused after preflight"
     assert state() == before
 
 
