@@ -2,7 +2,9 @@
 # Redis entrypoint of the ShopStream kit. Execs redis-server as user redis (PID 1: SIGTERM
 # saves and stops it cleanly). Refuses to start without a password: REDIS_PASSWORD_FILE must
 # name a readable, non-empty file, or the config must name an ACL file or a requirepass, or
-# REDIS_ALLOW_EMPTY_PASSWORD=yes.
+# REDIS_ALLOW_EMPTY_PASSWORD=yes. REDIS_PASSWORD_PREVIOUS_FILE (optional) names a second
+# password the default user accepts too: during a rotation, clients still on the previous one
+# keep working until they move.
 set -eo pipefail
 
 die() { echo "redis entrypoint: ERROR: $*" >&2; exit 1; }
@@ -21,13 +23,19 @@ if [ "$1" = "redis-server" ]; then
         if [ -f "$arg" ] && grep -Eqi '^[[:space:]]*(aclfile|requirepass)[[:space:]]' "$arg"; then conf_auth=$arg; fi
     done
     if [ -n "${REDIS_PASSWORD_FILE:-}" ]; then
-        [ -r "$REDIS_PASSWORD_FILE" ] || die "REDIS_PASSWORD_FILE names $REDIS_PASSWORD_FILE, which does not exist or cannot be read; refusing to start"
-        password=$(<"$REDIS_PASSWORD_FILE")
-        [ -n "$password" ] || die "REDIS_PASSWORD_FILE names $REDIS_PASSWORD_FILE, which is empty; refusing to start"
-        password=${password//\\/\\\\}
-        password=${password//\"/\\\"}
-        # "-" makes redis read further config from stdin: the password never is an argument.
-        exec "${run[@]}" "$@" - < <(printf 'requirepass "%s"\n' "$password")
+        rules=
+        for var in REDIS_PASSWORD_FILE REDIS_PASSWORD_PREVIOUS_FILE; do
+            file=${!var:-}
+            [ -n "$file" ] || continue
+            [ -r "$file" ] || die "$var names $file, which does not exist or cannot be read; refusing to start"
+            password=$(<"$file")
+            [ -n "$password" ] || die "$var names $file, which is empty; refusing to start"
+            # The ACL holds the SHA-256 of each password (Redis compares hashes), never the value.
+            hash=$(printf '%s' "$password" | sha256sum | cut -d' ' -f1)
+            [[ $rules == *"#$hash"* ]] || rules+=" #$hash"
+        done
+        # "-" makes redis read further config from stdin: no password is an argument.
+        exec "${run[@]}" "$@" - < <(printf 'user default on resetpass%s ~* &* +@all\n' "$rules")
     fi
     if [ -z "$conf_auth" ] && [ "${REDIS_ALLOW_EMPTY_PASSWORD:-no}" != "yes" ]; then
         die "no password: set REDIS_PASSWORD_FILE (e.g. /run/secrets/redis_password), or name an aclfile in the config, or set REDIS_ALLOW_EMPTY_PASSWORD=yes; refusing to start"

@@ -409,15 +409,53 @@ def mounts_any(service, object_ids):
     return any(ref in object_ids for refs in _refs(template) for ref in refs)
 
 
+PREVIOUS_SUFFIX = "_previous"
+
+
+def accepted_by(targets, versions, current, first):
+    """``[(acceptor IDs, replaced IDs)]`` per logical object in ``first``: the IDs of its versions,
+    and the IDs of the versions being replaced of the object it accepts the previous value of
+    (its name without ``_previous``; none when that object is not among the targets)."""
+    pairs = []
+    for kind, names in targets.items():
+        for logical in first:
+            if logical not in names:
+                continue
+            primary = logical[: -len(PREVIOUS_SUFFIX)] if logical.endswith(PREVIOUS_SUFFIX) else None
+            replaced = {v["ID"] for v in versions[kind].get(primary, []) if v["ID"] != current.get((kind, primary))}
+            pairs.append(({v["ID"] for v in versions[kind][logical]}, replaced))
+    return pairs
+
+
+def waves(planned, accepted):
+    """The planned moves in waves: every service that accepts the previous value of an object
+    (it mounts a version of an object in ``first``) moves before each service that uses only that
+    object's current value (a JWT verifier before the signer; Redis, which accepts the previous
+    password too, before its clients); a service both (the gateway verifies JWTs and is a client of
+    Redis) moves once, after the servers it is a client of. The services that take part in no such
+    order move in the last wave."""
+    level, deps, related = [0] * len(planned), [set() for _ in planned], set()
+    for acceptor_ids, replaced_ids in accepted:
+        acceptors = {i for i, (service, _, _) in enumerate(planned) if mounts_any(service, acceptor_ids)}
+        related |= acceptors
+        for i, (service, _, _) in enumerate(planned):
+            if i not in acceptors and mounts_any(service, replaced_ids):
+                deps[i] |= acceptors
+                related.add(i)
+    for _ in planned:  # longest chain of dependencies; a cycle stops growing at the number of services
+        level = [max((level[j] + 1 for j in deps[i]), default=0) for i in range(len(planned))]
+    last = max([level[i] for i in related] + [1 if related else 0])
+    order = [level[i] if i in related else last for i in range(len(planned))]
+    return [[planned[i] for i in range(len(planned)) if order[i] == wave] for wave in sorted(set(order))]
+
+
 def rewire_and_prune(
     client, targets, keep=3, prune=True, rewire=True, check_mode=False, timeout=300, first=(), poll=1.0
 ):
     """Move services onto the target versions, one update per service, then prune unused versions.
 
-    ``targets`` is ``{Kind: {logical: versioned name}}``. Services that mount a version of a
-    logical object named in ``first`` move before the others (a verifier that accepts the
-    previous value too must accept the new one before any issuer uses it); the services of each
-    of these two waves update together. In check mode
+    ``targets`` is ``{Kind: {logical: versioned name}}``. The services move in the waves that
+    ``waves`` orders by ``first``; the services of a wave update together. In check mode
     nothing is written and the result says what would happen. Returns a dict with ``rewired``,
     ``pruned``, ``in_use`` and ``events``; raises UpdateFailed or DockerAPIError.
     """
@@ -436,8 +474,6 @@ def rewire_and_prune(
                 versions[kind][logical].insert(0, {"ID": PLACEHOLDER_ID, "Spec": {"Name": name}})
             current[(kind, logical)] = match[0]["ID"] if match else PLACEHOLDER_ID
 
-    first_ids = {v["ID"] for kind, names in targets.items() for logical in first if logical in names
-                 for v in versions[kind][logical]}  # fmt: skip
     services = list_services(client) if targets else []
     rewired = []
     if rewire:
@@ -451,11 +487,9 @@ def rewire_and_prune(
             for kind, names in targets.items()
         }
         planned = rewirer.plan(services, moves)
-        # Two waves: the consumers of `first` objects, then the others; within a wave every
-        # service updates at once (each still rolls one task at a time, as its update config says).
-        first_wave = [p for p in planned if mounts_any(p[0], first_ids)]
-        waves = [first_wave, [p for p in planned if p not in first_wave]]
-        for wave in waves:
+        # Within a wave every service updates at once (each still rolls one task at a time, as its
+        # update config says).
+        for wave in waves(planned, accepted_by(targets, versions, current, first)):
             if not check_mode and wave:
                 applied = rewirer.apply_together([service["ID"] for service, _, _ in wave], moves)
                 wave = [(service, spec, moved) for (service, _, _), (spec, moved) in zip(wave, applied)]

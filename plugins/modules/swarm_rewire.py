@@ -13,9 +13,9 @@ description:
     configs (versions made by M(shopstream.swarm.swarm_secret) and M(shopstream.swarm.swarm_config)),
     moves the references to the given version with B(one service update per service), however many
     of its objects changed, keeping each reference's target file name, uid, gid and mode.
-  - The services update in two waves, the consumers of O(first) and then the others; within a
-    wave every service's update starts at once (each still replaces one task at a time, as its
-    update config says), so a wave takes as long as its slowest update.
+  - The services update in waves ordered by O(first); within a wave every service's update starts
+    at once (each still replaces one task at a time, as its update config says), so a wave takes as
+    long as its slowest update.
   - Waits until each update completes. A rollback, a paused update or a timeout fails the task and
     names each failed service and its task error, once the other updates of its wave have ended;
     services updated before it stay updated, and no later wave starts.
@@ -36,10 +36,13 @@ options:
     default: {}
   first:
     description:
-      - Logical names (of O(secrets) or O(configs)) whose consumers move, together, before every
-        other service.
-      - For a value whose previous version stays accepted during a rotation, e.g. a JWT verifier
-        given the previous signing key, which must accept the new key before any issuer signs with it.
+      - Logical names (of O(secrets) or O(configs)) of previous values, each named after the object
+        it holds the previous value of with the suffix V(_previous), e.g. V(shop_jwt_key_previous)
+        for V(shop_jwt_key). A service that mounts such an object accepts both values.
+      - Such a service moves before every service that mounts only the object itself (a JWT verifier
+        before the signer; Redis, given its previous password too, before its clients). A service
+        that is both moves once, after the servers it is a client of. Services that take part in no
+        such order move in the last wave.
     type: list
     elements: str
     default: []

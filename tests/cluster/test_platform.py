@@ -369,36 +369,43 @@ def secret_names(service):
     )
 
 
-def test_a_rotation_of_the_jwt_signing_key_drops_no_request(capsys):
-    """rotate_secrets.yml moves the verifiers (the gateway, product, order, notification: current and previous
-    key) first, then auth, which signs: no token is refused."""
-    gateway, auth = "shopstream-app_gateway", "shopstream-app_auth"
+def test_a_rotation_of_the_jwt_signing_key_and_the_redis_password_drops_no_request(capsys):
+    """rotate_secrets.yml moves those that accept the previous value too first (Redis; the JWT verifiers
+    product, order, notification), then the gateway (a verifier, and Redis's client), then auth, which
+    signs: no token is refused, no connection to Redis is refused for long enough to fail a request."""
+    gateway, auth, redis = "shopstream-app_gateway", "shopstream-app_auth", "shopstream-data_redis"
     verifiers = {gateway} | {f"shopstream-app_{name}" for name in ("product", "order", "notification")}
-    old = secret_versions("shopstream_jwt_signing_key")
-    assert len(old) == 1, old
-    old_value = vault_value("vault_shopstream_jwt_signing_key")
+    old = {name: secret_versions(f"shopstream_{name}") for name in ("jwt_signing_key", "redis_password")}
+    assert all(len(versions) == 1 for versions in old.values()), old
+    old_values = {name: vault_value(f"vault_shopstream_{name}") for name in old}
     runs = []
 
     def rotate():
-        run = playbook("playbooks/rotate_secrets.yml", "-i", INVENTORY, "-e", "rotate=jwt_signing_key")
+        run = playbook("playbooks/rotate_secrets.yml", "-i", INVENTORY, "-e", "rotate=jwt_signing_key,redis_password")
         assert run.rc == 0, run.out[-4000:]
         runs.append(run)
 
-    run_under_load("rotation of the JWT signing key", rotate, capsys)
+    run_under_load("rotation of the JWT signing key and the Redis password", rotate, capsys)
 
-    new = secret_versions("shopstream_jwt_signing_key")
-    previous = secret_versions("shopstream_jwt_signing_key_previous")
-    assert len(new) == 1 and new != old, "one new version; the old one is pruned"
-    assert vault_value("vault_shopstream_jwt_signing_key") != old_value
-    assert vault_value("vault_shopstream_jwt_signing_key_previous") == old_value
-    assert all(new[0] in secret_names(s) for s in verifiers | {auth})
-    assert all(previous[0] in secret_names(s) for s in verifiers) and len(previous) == 1
-    assert {update_state(s) for s in verifiers | {auth}} == {"completed"}
     report = " ".join(runs[0].out.split())
-    line = re.search(r"jwt_signing_key: new ([\w-]+), was ([\w-]+); rewired: ([^;]+); pruned: ([\w-]+)", report)
-    assert line and line.group(1, 2, 4) == (new[0], old[0], old[0]), report[-3000:]
-    rewired = line.group(3).split(", ")
-    assert set(rewired[:-1]) == verifiers and rewired[-1] == auth, f"verifiers first, auth last: {rewired}"
+    rewired = {}
+    for name, previous_consumers in (("jwt_signing_key", verifiers), ("redis_password", {redis})):
+        new = secret_versions(f"shopstream_{name}")
+        previous = secret_versions(f"shopstream_{name}_previous")
+        assert len(new) == 1 and new != old[name], f"{name}: one new version; the old one is pruned"
+        assert vault_value(f"vault_shopstream_{name}") != old_values[name]
+        assert vault_value(f"vault_shopstream_{name}_previous") == old_values[name], "the previous is the one replaced"
+        assert all(previous[0] in secret_names(s) for s in previous_consumers) and len(previous) == 1, name
+        line = re.search(rf"{name}: new ([\w-]+), was ([\w-]+); rewired: ([^;]+); pruned: ([\w-]+)", report)
+        assert line and line.group(1, 2, 4) == (new[0], old[name][0], old[name][0]), report[-3000:]
+        rewired[name] = line.group(3).split(", ")
+    assert all(secret_versions("shopstream_jwt_signing_key")[0] in secret_names(s) for s in verifiers | {auth})
+    assert all(secret_versions("shopstream_redis_password")[0] in secret_names(s) for s in (gateway, redis))
+    assert {update_state(s) for s in verifiers | {auth, redis}} == {"completed"}
+    # The order the services moved in (each line lists its services in that order).
+    jwt, redis_clients = rewired["jwt_signing_key"], rewired["redis_password"]
+    assert redis_clients == [redis, gateway], f"Redis before its client: {redis_clients}"
+    assert set(jwt[:3]) == verifiers - {gateway} and jwt[3:] == [gateway, auth], f"verifiers, gateway, auth: {jwt}"
     with capsys.disabled():
         print(f"\n    rotate_secrets.yml took {runs[0].seconds:.1f} s", end="")
 

@@ -333,10 +333,10 @@ def test_metrics_and_health(journey):
         assert docker("exec", name, "id", "-u") == str(APP_UID)
     status, body, _ = journey.call("GET", "/healthz")
     assert status == 200 and body["checks"] == {"redis": "ok"}
-    docker("pause", journey.redis)  # the gateway's dependency stops answering
+    docker("pause", journey.redis)  # the gateway's rate limiter stops answering: it counts per replica
     try:
         status, body, _ = journey.call("GET", "/healthz")
-        assert status == 503 and body["checks"]["redis"].startswith("error"), body
+        assert status == 200 and body["status"] == "degraded" and body["checks"]["redis"].startswith("error"), body
     finally:
         docker("unpause", journey.redis)
     assert journey.call("GET", "/healthz")[0] == 200

@@ -305,6 +305,30 @@ def test_redis_reads_its_password_from_a_file_never_the_command_line(containers,
     assert PASSWORD not in json.dumps(containers.inspect(name)["Config"])
 
 
+def test_redis_accepts_the_previous_password_too_while_a_rotation_moves_its_clients(containers, kit_ref):
+    previous = "previous-" + PASSWORD
+    files = containers.secrets(redis_password=PASSWORD, redis_password_previous=previous)
+    name = containers.run(
+        kit_ref("redis"),
+        env={
+            "REDIS_PASSWORD_FILE": "/run/secrets/redis_password",
+            "REDIS_PASSWORD_PREVIOUS_FILE": "/run/secrets/redis_password_previous",
+        },  # fmt: skip
+        mounts=[(files, "/run/secrets", "ro")],
+    )
+    containers.wait_healthy(name, 60)
+    ip = containers.ip(name)
+    assert redis_command(ip, "PING", password=PASSWORD) == "+PONG"
+    assert redis_command(ip, "PING", password=previous) == "+PONG"
+    assert redis_command(ip, "PING", password="other-" + PASSWORD).startswith("-WRONGPASS")
+    assert redis_command(ip, "ACL", "WHOAMI", password=previous) == "default"
+    acl_list = "REDISCLI_AUTH=$(cat /run/secrets/redis_password) redis-cli ACL LIST"
+    acl = containers.exec(name, "sh", "-c", acl_list).stdout
+    hashes = [hashlib.sha256(p.encode()).hexdigest() for p in (PASSWORD, previous)]
+    assert acl.startswith("user default on") and all(f"#{h}" in acl for h in hashes), acl
+    assert PASSWORD not in acl + json.dumps(containers.inspect(name)["Config"])
+
+
 def test_redis_with_an_acl_file_from_the_config(containers, kit_ref):
     files = containers.secrets(
         **{

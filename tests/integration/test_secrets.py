@@ -259,8 +259,8 @@ TLS_VARS = {
 }  # fmt: skip
 SECRET_NAMES = [
     "mariadb_root_password", "mariadb_password", "jwt_signing_key", "jwt_signing_key_previous", "redis_password",
-    "rabbitmq_password", "rabbitmq_erlang_cookie", "minio_root_user", "minio_root_password", "grafana_admin_password",
-    "traefik_dashboard_password", "demo_password", "monitoring_password",
+    "redis_password_previous", "rabbitmq_password", "rabbitmq_erlang_cookie", "minio_root_user", "minio_root_password",
+    "grafana_admin_password", "traefik_dashboard_password", "demo_password", "monitoring_password",
 ]  # fmt: skip
 
 

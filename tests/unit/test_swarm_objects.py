@@ -458,7 +458,7 @@ def test_a_service_someone_else_moved_already_is_not_updated_again(engine):
     assert again == (spec, None) and len(swarm.updates) == 1
 
 
-# Waves: the consumers of `first` objects update together, then the others together
+# Waves: the consumers of `first` objects update together, before the services they serve
 
 
 class SwarmOfServices:
@@ -537,6 +537,44 @@ def test_the_verifiers_update_together_and_the_issuer_only_after_them(engine):
     assert swarm.log[6:] == [("start", "auth"), ("end", "auth")]
     assert [r["service"] for r in result["rewired"]] == ["gateway", "order", "product", "auth"]
     assert sorted(p["name"] for p in result["pruned"]) == ["jwt_1", "jwt_previous_0"]
+
+
+def test_servers_move_before_their_clients_and_a_client_that_verifies_moves_once_in_between(engine):
+    """rotate=jwt,redis: Redis (given the previous password too) and product (a JWT verifier), then the
+    gateway (a verifier, and Redis's client), then auth (the signer) with rabbit (in no order)."""
+    objects = {"jwt": ("k", "jwt_previous", "p"), "redis": ("r", "redis_previous", "q")}
+    for logical, (old_id, prev, prev_id) in objects.items():
+        engine.routes[("GET", label_query(SECRET, logical))] = (200, [
+            version(f"{old_id}2", f"{logical}_2", "2026-02", logical=logical),
+            version(f"{old_id}1", f"{logical}_1", "2026-01", logical=logical)])  # fmt: skip
+        engine.routes[("GET", label_query(SECRET, prev))] = (200, [
+            version(f"{prev_id}1", f"{prev}_1", "2026-02", logical=prev),
+            version(f"{prev_id}0", f"{prev}_0", "2026-01", logical=prev)])  # fmt: skip
+    amqp = [version("a2", "amqp_2", "2026-02", logical="amqp"), version("a1", "amqp_1", "2026-01", logical="amqp")]
+    engine.routes[("GET", label_query(SECRET, "amqp"))] = (200, amqp)
+    jwt, jwt_prev = ("k1", "jwt_1", "jwt"), ("p0", "jwt_previous_0", "prev")
+    redis, redis_prev = ("r1", "redis_1", "redis"), ("q0", "redis_previous_0", "redis_prev")
+    services = [service("auth", secrets=[jwt]), service("gateway", secrets=[jwt, jwt_prev, redis]),
+                service("rabbit", secrets=[("a1", "amqp_1", "amqp")]), service("product", secrets=[jwt, jwt_prev]),
+                service("redis", secrets=[redis, redis_prev])]  # fmt: skip
+    swarm = SwarmOfServices(engine, services)
+    client = DockerClient("unix://" + engine.server_address, timeout=3)
+    targets = {SECRET: {"jwt": "jwt_2", "jwt_previous": "jwt_previous_1", "redis": "redis_2",
+                        "redis_previous": "redis_previous_1", "amqp": "amqp_2"}}  # fmt: skip
+    first = ["jwt_previous", "redis_previous"]
+    planned = rewire_and_prune(client, targets, prune=False, check_mode=True, first=first)["rewired"]
+    assert [r["service"] for r in planned] == ["product", "redis", "gateway", "auth", "rabbit"]
+    assert mutations(engine) == []
+
+    rewire_and_prune(client, targets, prune=False, timeout=5, poll=0.01, first=first)
+    starts = [name for event, name in swarm.log if event == "start"]
+    ends = [name for event, name in swarm.log if event == "end"]
+    assert set(starts[:2]) == {"product", "redis"} and set(starts[3:]) == {"auth", "rabbit"}, swarm.log
+    assert starts[2] == "gateway" and swarm.log.index(("start", "gateway")) > max(
+        swarm.log.index(("end", name)) for name in ("product", "redis")
+    ), swarm.log
+    assert swarm.log.index(("start", "auth")) > swarm.log.index(("end", "gateway")), swarm.log
+    assert sorted(ends) == sorted(starts)
 
 
 def test_a_failed_update_in_a_wave_names_it_after_the_others_end_and_stops_the_next_wave(engine):

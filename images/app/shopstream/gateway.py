@@ -16,10 +16,10 @@ from . import common
 LOG = logging.getLogger("shopstream.gateway")
 FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept", "Accept-Language", "User-Agent")
 FORWARDED_RESPONSE_HEADERS = ("Content-Type", "Location", "Retry-After")
-# Without Redis the limiter cannot count. Authenticated API calls are let through (a shop that
-# stays open; /healthz reports the outage); logins are refused with 503 and Retry-After, since an
-# unlimited login endpoint is what password guessing needs.
-FAIL_OPEN = ("api",)
+# Without Redis (restarting, or its password being rotated) each replica counts in its own memory
+# and tries Redis again after this many seconds: the shop stays open and logins stay limited;
+# /healthz reports "degraded" with 200, so Traefik keeps every gateway.
+REDIS_RETRY_SECONDS = 1.0
 
 
 def upstream(name):
@@ -42,11 +42,13 @@ def build():
         "api": common.RateLimiter(redis, common.env_int("RATE_LIMIT_REQUESTS", 100, 1), window),
         "login": common.RateLimiter(redis, common.env_int("RATE_LIMIT_LOGIN_REQUESTS", 10, 1), window),
     }
+    local = {name: common.LocalRateLimiter(limiter.limit, window) for name, limiter in limiters.items()}
+    redis_retry_at = [0.0]  # monotonic time before which the limiters count locally
     trusted_hops = common.env_int("TRUSTED_PROXY_HOPS", 0)
     timeout = common.env_int("UPSTREAM_TIMEOUT_SECONDS", 15, 1)
     upstreams = {name: upstream(name) for name in ("auth", "product", "order", "notification")}
     app = common.App("gateway")
-    app.health_checks["redis"] = lambda: redis.ping()
+    app.optional_checks["redis"] = lambda: redis.ping()
     app.ready.set()
 
     def admit(req, bucket, needs_auth):
@@ -65,17 +67,24 @@ def build():
             else client_address(req.client, req.headers.get("X-Forwarded-For"), trusted_hops)
         )
         key = f"user:{claims['sub']}" if claims else f"ip:{client}"
-        try:
-            allowed, _remaining, retry_after = limiters[bucket].check(key, bucket)
-        except Exception as exc:  # noqa: BLE001 - Redis down: see FAIL_OPEN
-            app.metrics.inc(
-                "shopstream_gateway_ratelimit_errors_total", "Rate-limit checks that failed.", bucket=bucket
-            )
-            if bucket not in FAIL_OPEN:
-                LOG.warning("rate limiter unavailable, login refused", extra={"error": type(exc).__name__})
-                raise common.HTTPError(503, "login is unavailable for a moment", {"Retry-After": "5"}) from None
-            LOG.warning("rate limiter unavailable, request let through", extra={"error": type(exc).__name__})
-            allowed = True
+        allowed = None
+        if time.monotonic() >= redis_retry_at[0]:
+            try:
+                allowed, _remaining, retry_after = limiters[bucket].check(key, bucket)
+            except Exception as exc:  # noqa: BLE001 - Redis down: see REDIS_RETRY_SECONDS
+                app.metrics.inc(
+                    "shopstream_gateway_ratelimit_errors_total", "Rate-limit checks that failed.", bucket=bucket
+                )
+                if not redis_retry_at[0]:
+                    error = type(exc).__name__
+                    LOG.warning("Redis unavailable, rate limits counted per replica", extra={"error": error})
+                redis_retry_at[0] = time.monotonic() + REDIS_RETRY_SECONDS
+            else:
+                if redis_retry_at[0]:
+                    LOG.info("Redis available again, rate limits counted in Redis")
+                redis_retry_at[0] = 0.0
+        if allowed is None:
+            allowed, _remaining, retry_after = local[bucket].check(key, bucket)
         if not allowed:
             app.metrics.inc("shopstream_gateway_rate_limited_total", "Requests refused with 429.", bucket=bucket)
             raise common.HTTPError(429, "too many requests", {"Retry-After": str(retry_after)})

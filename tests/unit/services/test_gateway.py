@@ -118,8 +118,12 @@ def test_login_has_its_own_stricter_limit(stack):
     assert statuses == [200, 200, 429]
 
 
-def test_redis_outage_lets_api_calls_through_refuses_logins_and_fails_healthz(stack):
+def test_without_redis_each_replica_counts_alone_and_healthz_says_degraded(stack, monkeypatch):
+    """Redis restarting (a rotation of its password): no request fails for it, logins stay limited,
+    and Traefik keeps the gateway (200); once Redis answers again it counts again."""
     address, seen, redis = stack
+    monkeypatch.setattr(gateway, "REDIS_RETRY_SECONDS", 0.0)  # every request tries Redis first
+    working_pipeline, working_ping = redis.pipeline, redis.ping
 
     def down(transaction=True):
         raise ConnectionError("redis down")
@@ -127,10 +131,17 @@ def test_redis_outage_lets_api_calls_through_refuses_logins_and_fails_healthz(st
     redis.pipeline = down
     redis.ping = lambda: down()
     assert request(address, "GET", "/api/products", headers=bearer())[0] == 200
-    status, _, headers = request(address, "POST", "/api/auth/login", b"{}")
-    assert status == 503 and headers["Retry-After"] == "5"
-    assert [req.path for req in seen] == ["/api/products"]  # the login never reached auth
-    assert request(address, "GET", "/healthz")[0] == 503
+    statuses = [request(address, "POST", "/api/auth/login", b"{}")[0] for _ in range(3)]
+    assert statuses == [200, 200, 429], "the login limit holds in the replica's own memory"
+    assert [req.path for req in seen] == ["/api/products", "/api/auth/login", "/api/auth/login"]
+    status, body, _ = request(address, "GET", "/healthz")
+    assert status == 200 and json.loads(body) == {"status": "degraded", "checks": {"redis": "error: ConnectionError"}}
+
+    redis.pipeline, redis.ping = working_pipeline, working_ping
+    assert request(address, "GET", "/api/products", headers=bearer("dave"))[0] == 200
+    assert any(key.startswith("shopstream:ratelimit:api:user:dave:") for key in redis.data), "Redis counts again"
+    status, body, _ = request(address, "GET", "/healthz")
+    assert status == 200 and json.loads(body)["status"] == "ok"
 
 
 def test_unknown_paths_and_upstream_down(stack, monkeypatch):
