@@ -9,13 +9,14 @@ collection is already importable and nothing is done.
 """
 
 import atexit
+import importlib
 import os
 import shutil
 import sys
 import tempfile
 
 try:
-    import ansible_collections.shopstream.swarm  # noqa: F401
+    importlib.import_module("ansible_collections.shopstream.swarm")  # only whether it imports: nothing is used
 except ImportError:
     _root = tempfile.mkdtemp(prefix="shopstream-swarm-")
     atexit.register(shutil.rmtree, _root, ignore_errors=True)

@@ -38,7 +38,7 @@ def playbook(*args, env=None):
         **(env or {}),
     )
     start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=1800, check=False)
     return Run(proc, time.monotonic() - start)
 
 

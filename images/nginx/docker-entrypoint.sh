@@ -21,6 +21,7 @@ if [ "${1:-}" = "nginx" ] || [ "${1:-}" = "nginx-debug" ]; then
     if [ "$delay" -gt 0 ] 2>/dev/null; then
         "$@" &
         pid=$!
+        # shellcheck disable=SC2317  # run by the trap below
         stop() {
             echo "$0: stop signal: serving ${delay}s more, then nginx's graceful stop"
             sleep "$delay"

@@ -34,7 +34,7 @@ HEADER = (
 
 def generate(spec):
     alphabet = ALPHABETS[spec.get("alphabet", "alnum")]
-    return "".join(secrets.choice(alphabet) for _ in range(int(spec.get("length", 32))))
+    return "".join(secrets.choice(alphabet) for _position in range(int(spec.get("length", 32))))
 
 
 def plan(current, specs, rotate):

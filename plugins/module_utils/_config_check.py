@@ -193,7 +193,7 @@ def check_all(configs, files, images, runner, client=None, required=True, hash_k
         jobs.append((config, tool, image))
 
     def one(job):
-        config, _, image = job
+        config, _tool, image = job
         try:
             rc, output = runner.run(image, argv(config["check"], config["target"]), tar)
         except ImageAbsent as exc:

@@ -90,7 +90,7 @@ def parse_apt_mirror(sources):
                 for line in stanza.splitlines():
                     if line.startswith("#") or ":" not in line or line[:1].isspace():
                         continue
-                    key, _, value = line.partition(":")
+                    key, _colon, value = line.partition(":")
                     fields[key.strip().lower()] = value.strip()
                 if fields.get("enabled", "yes").lower() == "no":
                     continue
@@ -321,7 +321,7 @@ class Kit:
         return build_order(self.specs, names)
 
     def size(self, ref):
-        rc, out, _ = self._run([self.docker, "image", "inspect", "--format", "{{.Size}}", ref])
+        rc, out, _err = self._run([self.docker, "image", "inspect", "--format", "{{.Size}}", ref])
         return int(out.strip()) if rc == 0 and out.strip().isdigit() else None
 
     def exists(self, ref):
@@ -461,19 +461,21 @@ def main(argv=None):
     parser.add_argument("--suite", default=DEFAULT_SUITE)
     parser.add_argument("--tags", action="store_true", help="print name=reference per image, build nothing")
     args = parser.parse_args(argv)
+    # Run from a shell (by hand, molecule's prepare, tests/images), never inside a module: it writes
+    # to stdout and stderr and gives its exit status itself.
     try:
-        kit = Kit(args.images_dir, args.repository, args.mirror, args.suite, log=lambda m: print(m, file=sys.stderr))
+        kit = Kit(args.images_dir, args.repository, args.mirror, args.suite, log=lambda m: sys.stderr.write(f"{m}\n"))
         if args.tags:
             for name in kit.order(args.names or None):
-                print(f"{name}={kit.ref(name)}")
+                sys.stdout.write(f"{name}={kit.ref(name)}\n")
             return 0
         results = kit.build_all(args.names or None)
     except KitError as exc:
-        print(f"image kit: {exc}", file=sys.stderr)
+        sys.stderr.write(f"image kit: {exc}\n")
         return 1
-    print(format_table(results))
+    sys.stdout.write(format_table(results) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -103,14 +103,14 @@ class WebSocket:
             if not chunk:
                 break
             self.buffer += chunk
-        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        head, _separator, self.buffer = self.buffer.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         try:
             self.status = int(lines[0].split()[1])
         except (IndexError, ValueError):
             self.sock.close()
             raise ValueError(f"not an HTTP answer to the WebSocket handshake: {lines[0][:80]!r}") from None
-        self.headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+        self.headers = {k.strip().lower(): v.strip() for k, _colon, v in (x.partition(":") for x in lines[1:])}
         if self.status == 101 and self.headers.get("sec-websocket-accept") != ws_accept(key):
             self.sock.close()
             raise ValueError("the server answered the WebSocket handshake with a wrong Sec-WebSocket-Accept")
@@ -131,7 +131,7 @@ class WebSocket:
         """(opcode, payload) of the next data or close frame; pings are answered, pongs skipped."""
         self.sock.settimeout(timeout)
         while True:
-            _, opcode, payload = decode_frame(self._take)
+            _fin, opcode, payload = decode_frame(self._take)
             if opcode == OP_PING:
                 self.send(OP_PONG, payload)
             elif opcode != OP_PONG:
@@ -209,17 +209,47 @@ def _expect(step, status, body, wanted):
         raise JourneyError(step, f"HTTP {status} instead of {wanted}" + (f" ({detail})" if detail else ""))
 
 
-def run_journey(client, username, password, product_name=None, ws_timeout=20):
-    """Log in, create a product, open the notification WebSocket, place an order, and wait for its
-    notification. Returns what was proven, without the password or the token; raises JourneyError."""
+def retry_after(headers, default=5):
+    """Seconds a 429 asks to wait (its Retry-After in seconds), at least 1."""
+    value = (headers.get("Retry-After") if headers is not None else None) or ""
+    return max(1, int(value)) if value.strip().isdigit() else default
+
+
+def run_journey(client, username, password, product_name=None, ws_timeout=20, rate_limit_wait=90, sleep=time.sleep):
+    """Log in, create a product (unlisted: shoppers never see it in the catalogue), open the notification
+    WebSocket, place an order, and wait for its notification. Returns what was proven, without the password
+    or the token; raises JourneyError.
+
+    A request refused with 429 (shoppers from the same address used up the login limit) is sent again
+    after its Retry-After, for at most ``rate_limit_wait`` seconds in all; the step records the wait."""
     steps = []
     started = time.monotonic()
+    waited = {"seconds": 0}
 
     def done(step, **facts):
+        if waited["seconds"]:
+            facts["rate_limited_for"], waited["seconds"] = waited["seconds"], 0
         steps.append(dict(step=step, seconds=round(time.monotonic() - started, 3), **facts))
 
+    def call(step, *args):
+        spent = 0
+        while True:
+            status, body, headers = client.call(*args)
+            if status != 429:
+                return status, body, headers
+            wait = retry_after(headers)
+            if spent + wait > rate_limit_wait:
+                raise JourneyError(
+                    step,
+                    f"HTTP 429 (rate limited) after {spent} s of waiting; Retry-After asks {wait} s more, beyond "
+                    f"rate_limit_wait ({rate_limit_wait} s)",
+                )
+            sleep(wait)
+            spent += wait
+            waited["seconds"] += wait
+
     try:
-        status, body, _ = client.call("POST", "/api/auth/login", {"username": username, "password": password})
+        status, body, _headers = call("login", "POST", "/api/auth/login", {"username": username, "password": password})
         _expect("login", status, body, 200)
         token = body.get("token")
         if not token:
@@ -227,8 +257,12 @@ def run_journey(client, username, password, product_name=None, ws_timeout=20):
         done("login", status=status, user=username)
 
         name = product_name or f"verify-{int(time.time())}"
-        status, product, _ = client.call(
-            "POST", "/api/products", {"name": name, "price_cents": 100, "stock": 1000000}, token
+        status, product, _headers = call(
+            "create product",
+            "POST",
+            "/api/products",
+            {"name": name, "price_cents": 100, "stock": 1000000, "listed": False},
+            token,
         )
         _expect("create product", status, product, 201)
         done("create product", status=status, product_id=product.get("id"))
@@ -242,8 +276,8 @@ def run_journey(client, username, password, product_name=None, ws_timeout=20):
                 raise JourneyError("notification websocket", f"HTTP {ws.status} instead of 101 Switching Protocols")
             done("notification websocket", status=ws.status)
             time.sleep(0.5)  # let notification register the socket before the event is published
-            status, order, _ = client.call(
-                "POST", "/api/orders", {"items": [{"product_id": product["id"], "quantity": 1}]}, token
+            status, order, _headers = call(
+                "place order", "POST", "/api/orders", {"items": [{"product_id": product["id"], "quantity": 1}]}, token
             )
             _expect("place order", status, order, 201)
             done("place order", status=status, order_id=order.get("id"), event_id=order.get("event_id"))

@@ -213,7 +213,7 @@ class ObjectStore:
         all_labels[LOGICAL_LABEL] = logical
         all_labels[CREATED_LABEL] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {"Name": name, "Labels": all_labels, "Data": base64.b64encode(data).decode("ascii")}
-        _, created = self.client.request("POST", f"{self.kind.path}/create", body)
+        _status, created = self.client.request("POST", f"{self.kind.path}/create", body)
         return created["ID"]
 
     def remove(self, obj_id):
@@ -314,7 +314,7 @@ class Rewirer:
             if not planned:
                 self.progress(f"{service['Spec']['Name']}: already on the current versions")
                 return service["Spec"], None, None
-            _, spec, moved = planned[0]
+            _service, spec, moved = planned[0]
             version = service["Version"]["Index"]
             try:
                 self.client.request("POST", f"/services/{service_id}/update?version={version}", spec)
@@ -349,7 +349,7 @@ class Rewirer:
                     failures.append(str(exc))
         if failures:
             raise UpdateFailed(" ".join(failures))
-        return [(spec, moved) for _, spec, moved, _ in started]
+        return [(spec, moved) for _service_id, spec, moved, _previous_started in started]
 
     def wait(self, service_id, spec, previous_started=None):
         """Until the update that replaced ``previous_started`` completes; a rollback or pause fails."""
@@ -434,15 +434,15 @@ def waves(planned, accepted):
     password too, before its clients); a service both (the gateway verifies JWTs and is a client of
     Redis) moves once, after the servers it is a client of. The services that take part in no such
     order move in the last wave."""
-    level, deps, related = [0] * len(planned), [set() for _ in planned], set()
+    level, deps, related = [0] * len(planned), [set() for _service in planned], set()
     for acceptor_ids, replaced_ids in accepted:
-        acceptors = {i for i, (service, _, _) in enumerate(planned) if mounts_any(service, acceptor_ids)}
+        acceptors = {i for i, (service, _spec, _moved) in enumerate(planned) if mounts_any(service, acceptor_ids)}
         related |= acceptors
-        for i, (service, _, _) in enumerate(planned):
+        for i, (service, _spec, _moved) in enumerate(planned):
             if i not in acceptors and mounts_any(service, replaced_ids):
                 deps[i] |= acceptors
                 related.add(i)
-    for _ in planned:  # longest chain of dependencies; a cycle stops growing at the number of services
+    for _round in planned:  # longest chain of dependencies; a cycle stops growing at the number of services
         level = [max((level[j] + 1 for j in deps[i]), default=0) for i in range(len(planned))]
     last = max([level[i] for i in related] + [1 if related else 0])
     order = [level[i] if i in related else last for i in range(len(planned))]
@@ -491,8 +491,8 @@ def rewire_and_prune(
         # update config says).
         for wave in waves(planned, accepted_by(targets, versions, current, first)):
             if not check_mode and wave:
-                applied = rewirer.apply_together([service["ID"] for service, _, _ in wave], moves)
-                wave = [(service, spec, moved) for (service, _, _), (spec, moved) in zip(wave, applied)]
+                applied = rewirer.apply_together([service["ID"] for service, _spec, _moved in wave], moves)
+                wave = [(service, spec, moved) for (service, _spec, _moved), (spec, moved) in zip(wave, applied)]
             for service, spec, moved in wave:
                 service["Spec"] = spec  # what the references will be, for the prune decision below
                 if moved:

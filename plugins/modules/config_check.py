@@ -7,7 +7,7 @@ DOCUMENTATION = r"""
 module: config_check
 short_description: Check configs with the tool inside the image of the service that reads them
 version_added: 0.3.0
-author: ShopStream platform team
+author: ShopStream platform team (@shopstream)
 description:
   - Runs each config's checker (C(nginx -t), C(promtool check config), C(promtool check rules),
     C(amtool check-config), Traefik's own configuration loader) inside the image of the component
@@ -24,6 +24,7 @@ description:
 requirements:
   - The docker CLI on the target (it pulls with the logins stored by C(docker login)).
 extends_documentation_fragment:
+  - shopstream.swarm.attributes
   - shopstream.swarm.engine_api
 options:
   configs:

@@ -7,7 +7,7 @@ DOCUMENTATION = r"""
 module: kit_image
 short_description: Build images of the offline image kit unless they exist already
 version_added: 0.2.0
-author: ShopStream platform team
+author: ShopStream platform team (@shopstream)
 description:
   - Builds the images O(names) of the kit in O(images_dir), with their kit ancestors, parents
     first, in one call, and tags each C(<repository>/<name>:<hash>), where the hash covers
@@ -30,6 +30,8 @@ description:
     carries them); asking for them fails with a message naming their official image.
   - Runs the C(docker) CLI (builds use the classic builder, C(DOCKER_BUILDKIT=0), which every
     engine from 20.10 on has).
+extends_documentation_fragment:
+  - shopstream.swarm.attributes
 options:
   names:
     description:

@@ -7,7 +7,7 @@ DOCUMENTATION = r"""
 module: platform_journey
 short_description: Walk ShopStream's user journey through its public entry point
 version_added: 0.2.0
-author: ShopStream platform team
+author: ShopStream platform team (@shopstream)
 description:
   - Proves the deployed platform end to end, as a browser would use it through Traefik. Logs in
     (auth), creates a product (product), opens the notification WebSocket (gateway to notification),
@@ -17,6 +17,8 @@ description:
   - The product and the order it creates are real records of the shop, named C(verify-<time>) by
     default, which is why the module reports C(changed). Nothing of the deployment changes.
   - Standard library only (no requests, no websocket package) on the host that runs it.
+extends_documentation_fragment:
+  - shopstream.swarm.attributes
 options:
   url:
     description:
@@ -34,9 +36,11 @@ options:
         secrets role's C(demo_password)).
     type: str
     required: true
-    no_log: true
   product_name:
-    description: Name of the product created; C(verify-<unix time>) when omitted.
+    description:
+      - Name of the product created; C(verify-<unix time>) when omitted.
+      - The product is created unlisted - it can be ordered and read by its id, but the catalogue that shoppers
+        see (C(GET /api/products)) never shows it.
     type: str
   timeout:
     description: Seconds each HTTP request and the WebSocket handshake may take.
@@ -46,6 +50,14 @@ options:
     description: Seconds to wait for the order's notification on the WebSocket.
     type: int
     default: 20
+  rate_limit_wait:
+    description:
+      - Seconds, in all, the journey may wait when the gateway refuses a request with 429 (shoppers from the
+        same address, or the run's own earlier journeys, used up the limit), each time as its C(Retry-After)
+        asks; a step refused longer fails naming the 429.
+    type: int
+    default: 90
+    version_added: 0.3.0
   validate_certs:
     description: Check the server's certificate when I(url) is https.
     type: bool
@@ -160,6 +172,7 @@ def main():
             product_name=dict(type="str"),
             timeout=dict(type="int", default=30),
             notification_timeout=dict(type="int", default=20),
+            rate_limit_wait=dict(type="int", default=90),
             validate_certs=dict(type="bool", default=True),
             ca_certificate=dict(type="str"),
             pages=dict(type="list", elements="str", default=[]),
@@ -188,7 +201,9 @@ def main():
             msg=f"Check mode: the journey through {p['url']} was not walked (it would create a product and an order).",
         )
     try:
-        result = run_journey(client, p["username"], p["password"], p["product_name"], p["notification_timeout"])
+        result = run_journey(
+            client, p["username"], p["password"], p["product_name"], p["notification_timeout"], p["rate_limit_wait"]
+        )
     except JourneyError as exc:
         module.fail_json(msg=f"The journey through {p['url']} failed at {exc}", failed_step=exc.step, pages=pages)
     module.exit_json(

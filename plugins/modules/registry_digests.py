@@ -7,7 +7,7 @@ DOCUMENTATION = r"""
 module: registry_digests
 short_description: Read the manifest digest each tag points at in a Docker registry
 version_added: 0.3.0
-author: ShopStream platform team
+author: ShopStream platform team (@shopstream)
 description:
   - Asks a registry (Docker Registry HTTP API V2) which manifest digest each of O(images) points
     at, with one C(HEAD /v2/<name>/manifests/<tag>) request per image, all in one module call
@@ -18,6 +18,8 @@ description:
   - Reads only; changes nothing.
 requirements:
   - Python 3.8 or later on the host that runs it (the standard library only).
+extends_documentation_fragment:
+  - shopstream.swarm.attributes
 options:
   registry:
     description: The registry's base URL (C(http://) or C(https://)), as the host running the module reaches it.
@@ -84,9 +86,10 @@ digests:
 
 import base64
 import urllib.error
-import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
+from ansible.module_utils.urls import open_url
 
 
 class RegistryError(Exception):
@@ -102,8 +105,12 @@ def manifest_url(registry, image):
     return f"{registry.rstrip('/')}/v2/{name}/manifests/{tag}"
 
 
-def read_digests(registry, images, accept, username=None, password=None, timeout=10, opener=urllib.request.urlopen):
-    """Image -> digest (None when the registry answers 404); RegistryError on any other answer."""
+def read_digests(registry, images, accept, username=None, password=None, timeout=10, opener=open_url):
+    """Image -> digest (None when the registry answers 404); RegistryError on any other answer.
+
+    ``opener`` is called as ``open_url`` is (certificates verified against the system's CAs, proxies
+    from the environment, redirects followed as urllib follows them).
+    """
     headers = {"Accept": ", ".join(accept)}
     if username:
         token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
@@ -111,16 +118,15 @@ def read_digests(registry, images, accept, username=None, password=None, timeout
     digests = {}
     for image in images:
         url = manifest_url(registry, image)  # http(s) only
-        request = urllib.request.Request(url, method="HEAD", headers=headers)  # noqa: S310
         try:
-            with opener(request, timeout=timeout) as answer:
+            with opener(url, method="HEAD", headers=headers, timeout=timeout) as answer:
                 digests[image] = answer.headers.get("Docker-Content-Digest")
         except urllib.error.HTTPError as exc:
             if exc.code != 404:
                 answer = f"HTTP {exc.code} {exc.reason}"
                 raise RegistryError(f"{image}: the registry at {registry} answered {answer}.") from exc
             digests[image] = None
-        except (urllib.error.URLError, OSError) as exc:
+        except (urllib.error.URLError, OSError, UrlsConnectionError) as exc:
             reason = getattr(exc, "reason", exc)
             raise RegistryError(f"{image}: no answer from the registry at {registry} ({reason}).") from exc
     return digests

@@ -7,7 +7,7 @@ DOCUMENTATION = r"""
 module: swarm_config
 short_description: Content-addressed, versioned Docker configs that rotate without breaking services
 version_added: 0.2.0
-author: ShopStream platform team
+author: ShopStream platform team (@shopstream)
 description:
   - Keeps a logical config as a series of immutable Docker configs, one per content, each named after
     a hash of its content, so a changed template always reaches the services, unlike
@@ -16,6 +16,7 @@ description:
   - Same behaviour and results as M(shopstream.swarm.swarm_secret); only the object kind and the size
     limit differ.
 extends_documentation_fragment:
+  - shopstream.swarm.attributes
   - shopstream.swarm.versioned_object
   - shopstream.swarm.engine_api
 options:

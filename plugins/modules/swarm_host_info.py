@@ -15,18 +15,15 @@ description:
     queried with plain HTTP over its unix socket.
   - Ports held by processes of other users are only attributed correctly when run as
     root (use O(ignore:become)); a warning is emitted otherwise.
-author:
-  - ShopStream platform team
-extends_documentation_fragment: []
+author: ShopStream platform team (@shopstream)
+extends_documentation_fragment:
+  - shopstream.swarm.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   idempotent:
-    description: When run twice in a row with the same arguments, the second invocation indicates no change.
     support: full
     details:
       - This action does not modify state.

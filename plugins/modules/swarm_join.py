@@ -7,7 +7,7 @@ DOCUMENTATION = r"""
 module: swarm_join
 short_description: Join this host to a Docker Swarm without letting it take work yet
 version_added: 0.1.0
-author: ShopStream platform team
+author: ShopStream platform team (@shopstream)
 description:
   - Joins the host to an existing swarm as a manager or a worker (the join token decides),
     with its availability set in the join request itself, C(drain) by default, so that the
@@ -20,6 +20,7 @@ description:
     right one is for M(shopstream.swarm.swarm_host_info) and the preflight role to decide.
   - Talks to the Engine API over its unix socket with the Python standard library only.
 extends_documentation_fragment:
+  - shopstream.swarm.attributes
   - shopstream.swarm.engine_api
 options:
   remote_addrs:
@@ -32,7 +33,6 @@ options:
       - The worker or manager join token, read fresh from a manager. Never logged.
       - Not needed in check mode.
     type: str
-    no_log: true
   advertise_addr:
     description: Address advertised to the other nodes.
     type: str

@@ -7,7 +7,7 @@ DOCUMENTATION = r"""
 module: swarm_network
 short_description: Swarm overlay networks that are never silently recreated
 version_added: 0.2.0
-author: ShopStream platform team
+author: ShopStream platform team (@shopstream)
 description:
   - Creates a swarm-scoped network with the given driver, internal, attachable and encrypted options,
     subnet and labels.
@@ -21,6 +21,7 @@ description:
     L(docker/docs#8521,https://github.com/docker/docs/issues/8521)), so encrypted overlays stay
     unchanged on every run.
 extends_documentation_fragment:
+  - shopstream.swarm.attributes
   - shopstream.swarm.engine_api
 options:
   name:
@@ -138,7 +139,7 @@ class NetworkManager:
     def create(self, wanted):
         if self.module.check_mode:
             return ""
-        _, created = self.client.request("POST", "/networks/create", create_body(self.params["name"], wanted))
+        _status, created = self.client.request("POST", "/networks/create", create_body(self.params["name"], wanted))
         return created["Id"]
 
     def present(self):

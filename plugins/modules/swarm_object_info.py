@@ -7,12 +7,13 @@ DOCUMENTATION = r"""
 module: swarm_object_info
 short_description: List the versions of ShopStream's secrets and configs and the services using each
 version_added: 0.2.0
-author: ShopStream platform team
+author: ShopStream platform team (@shopstream)
 description:
   - Read-only. For every logical secret and config made by M(shopstream.swarm.swarm_secret) and
     M(shopstream.swarm.swarm_config), lists its versions newest first, the current (newest) one, and
     which services use which version. Never returns content.
 extends_documentation_fragment:
+  - shopstream.swarm.attributes
   - shopstream.swarm.engine_api
 options:
   kinds:

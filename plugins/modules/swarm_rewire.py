@@ -7,7 +7,7 @@ DOCUMENTATION = r"""
 module: swarm_rewire
 short_description: Move services onto the current versions of secrets and configs, then prune the old ones
 version_added: 0.2.0
-author: ShopStream platform team
+author: ShopStream platform team (@shopstream)
 description:
   - For every service that references an older version of one of the given logical secrets or
     configs (versions made by M(shopstream.swarm.swarm_secret) and M(shopstream.swarm.swarm_config)),
@@ -24,6 +24,7 @@ description:
     its new version, keeping the other change, at most 5 times.
   - Then removes versions beyond O(keep) that no service references any more.
 extends_documentation_fragment:
+  - shopstream.swarm.attributes
   - shopstream.swarm.engine_api
 options:
   secrets:
@@ -140,7 +141,7 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._swarm_objects im
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            secrets=dict(type="dict", default={}),
+            secrets=dict(type="dict", default={}, no_log=False),  # names of versions, never content
             configs=dict(type="dict", default={}),
             first=dict(type="list", elements="str", default=[]),
             keep=dict(type="int", default=3),

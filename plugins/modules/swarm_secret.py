@@ -7,7 +7,7 @@ DOCUMENTATION = r"""
 module: swarm_secret
 short_description: Content-addressed, versioned Docker secrets that rotate without breaking services
 version_added: 0.2.0
-author: ShopStream platform team
+author: ShopStream platform team (@shopstream)
 description:
   - Keeps a logical secret as a series of immutable Docker secrets, one per content, each named after
     a keyed hash of its content. The same content gives the same, unchanged version; new content gives
@@ -18,6 +18,7 @@ description:
   - With O(rewire=true), services still on an older version are moved to the new one and the task
     waits until their updates complete.
 extends_documentation_fragment:
+  - shopstream.swarm.attributes
   - shopstream.swarm.versioned_object
   - shopstream.swarm.engine_api
 options:

@@ -7,7 +7,7 @@ DOCUMENTATION = r"""
 module: swarm_stack
 short_description: Deploy a compose stack and wait until every service has converged
 version_added: 0.2.0
-author: ShopStream platform team
+author: ShopStream platform team (@shopstream)
 description:
   - Deploys a rendered compose file (version 3.x) as a Swarm stack with C(docker stack deploy) on a
     manager, then waits through the Engine API until the stack has converged. Parsing the compose file
@@ -45,6 +45,8 @@ description:
     stderr on success, a check mode limitation)."
   - The compose file holds only the I(names) of secrets and configs, never their values. The CLI's
     stdout is never returned; its stderr is returned on failure.
+extends_documentation_fragment:
+  - shopstream.swarm.attributes
 options:
   name:
     description: The stack's name (the C(com.docker.stack.namespace) of its services, networks and volumes).
@@ -265,11 +267,10 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 
 try:
-    import yaml  # noqa: F401 - only whether it is there
-
-    HAS_YAML = True
+    import yaml
 except ImportError:  # the manager's Python may lack PyYAML (Ansible needs it on the controller only)
-    HAS_YAML = False
+    yaml = None
+HAS_YAML = yaml is not None
 
 from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import DockerAPIError, DockerClient
 from ansible_collections.shopstream.swarm.plugins.module_utils._stack import (
@@ -289,15 +290,14 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._stack import (
 
 
 def load_yaml(text):
-    import yaml  # noqa: PLC0415 - only where HAS_YAML
-
+    """Only where HAS_YAML."""
     return yaml.safe_load(text) or {}
 
 
 def compose_text(compose):
     if isinstance(compose, dict):
-        import yaml  # Ansible depends on PyYAML
-
+        if not HAS_YAML:
+            raise StackError("compose given as a dict needs PyYAML in the manager's Python; give it as YAML text.")
         return yaml.safe_dump(compose, sort_keys=False)
     if isinstance(compose, str) and compose.strip():
         return compose

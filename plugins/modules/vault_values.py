@@ -7,7 +7,7 @@ DOCUMENTATION = r"""
 module: vault_values
 short_description: Generate and rotate random secret values in an Ansible Vault file
 version_added: 0.2.0
-author: ShopStream platform team
+author: ShopStream platform team (@shopstream)
 description:
   - Runs on the controller (an action plugin). Decrypts O(path) with the password in
     O(password_file), generates a random value for every key of O(values) that is missing or empty,
@@ -16,6 +16,9 @@ description:
   - Creates O(password_file) with mode 0600 when it does not exist, and refuses one that others can
     read.
   - Never returns or logs a value; the result names the keys only.
+extends_documentation_fragment:
+  - shopstream.swarm.attributes
+  - shopstream.swarm.attributes.action
 options:
   path:
     description: The vault file, e.g. C(inventories/prod/group_vars/all/vault.yml).

@@ -6,7 +6,7 @@ DOCUMENTATION = r"""
 name: vault_files
 short_description: Name the vault file that the vault passwords given cannot decrypt
 version_added: 0.3.0
-author: ShopStream platform team
+author: ShopStream platform team (@shopstream)
 description:
   - Ansible reads C(group_vars) and C(host_vars) before any task runs, and a vault file that the
     passwords given cannot decrypt stops it with "Decryption failed", naming no file.
@@ -38,7 +38,7 @@ def vault_files(base):
     """The ``vault*`` files under ``base``/group_vars and ``base``/host_vars, sorted."""
     found = []
     for sub in ("group_vars", "host_vars"):
-        for root, _, files in os.walk(os.path.join(base, sub)):
+        for root, _dirs, files in os.walk(os.path.join(base, sub)):
             found.extend(
                 os.path.join(root, f) for f in files if f == "vault" or f.startswith("vault") and f.endswith(YAML)
             )

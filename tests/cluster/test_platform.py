@@ -76,9 +76,9 @@ def replicas():
     out = swarm("service", "ls", "--format", "{{.Name}} {{.Replicas}}")
     counts = {}
     for line in out.splitlines():
-        name, _, rest = line.partition(" ")
+        name, _space, rest = line.partition(" ")
         if name.startswith(STACKS):
-            running, _, desired = rest.split()[0].partition("/")
+            running, _slash, desired = rest.split()[0].partition("/")
             counts[name] = (int(running), int(desired))
     return counts
 
@@ -436,7 +436,7 @@ def config_marker():
     """What the frontend answers at /config-marker: the marker its config returns, None when the SPA
     answers (no such location); None too while the two replicas disagree."""
     seen = set()
-    for _ in range(6):
+    for _probe in range(6):
         conn = edge()
         conn.request("GET", "/config-marker", headers={"Connection": "close"})
         resp = conn.getresponse()
@@ -515,7 +515,7 @@ class MariaDB:
         tasks = running_tasks(MARIADB)
         if len(tasks) != 1:
             return False
-        self.task, self.node, _ = tasks[0]
+        self.task, self.node, _state = tasks[0]
         self.container = node_exec(self.node, "docker", "ps", "-q", "--filter",
                                    f"label=com.docker.swarm.task.id={self.task}").strip()  # fmt: skip
         return bool(self.container)

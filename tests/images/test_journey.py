@@ -208,7 +208,7 @@ def journey(kit_images):
 
 @pytest.fixture(scope="module")
 def token(journey):
-    status, body, _ = journey.call(
+    status, body, _headers = journey.call(
         "POST", "/api/auth/login", {"username": "demo", "password": journey.secrets["demo_password"]}
     )
     assert status == 200, body
@@ -226,9 +226,9 @@ def idle_ws(journey, token):
 
 
 def test_login_rejects_a_wrong_password(journey):
-    status, body, _ = journey.call("POST", "/api/auth/login", {"username": "demo", "password": "wrong-password"})
+    status, body, _headers = journey.call("POST", "/api/auth/login", {"username": "demo", "password": "wrong-password"})
     assert status == 401
-    status, _, _ = journey.call("POST", "/api/auth/login", {"username": "nobody", "password": "x"})
+    status, _body, _headers = journey.call("POST", "/api/auth/login", {"username": "nobody", "password": "x"})
     assert status == 401
 
 
@@ -240,12 +240,12 @@ def test_an_account_is_locked_with_a_doubling_back_off_after_failed_logins(journ
 
     right, wrong = journey.secrets["demo_password"], "wrong-password"
     assert login(right)[0] == 200  # a success clears earlier failures
-    assert [login(wrong)[0] for _ in range(5)] == [401] * 5
+    assert [login(wrong)[0] for _attempt in range(5)] == [401] * 5
     status, body, headers = login(right)
     assert (status, headers["Retry-After"]) == (429, "1"), body
     time.sleep(1.2)
     assert login(wrong)[0] == 401
-    status, _, headers = login(right)
+    status, _body, headers = login(right)
     assert status == 429 and 1 <= int(headers["Retry-After"]) <= 2
     time.sleep(int(headers["Retry-After"]) + 0.2)
     assert login(right)[0] == 200
@@ -253,9 +253,11 @@ def test_an_account_is_locked_with_a_doubling_back_off_after_failed_logins(journ
 
 
 def test_journey_product_order_notification(journey, token, idle_ws):
-    status, product, _ = journey.call("POST", "/api/products", {"name": "Mug", "price_cents": 1299, "stock": 5}, token)
+    status, product, _headers = journey.call(
+        "POST", "/api/products", {"name": "Mug", "price_cents": 1299, "stock": 5}, token
+    )
     assert status == 201, product
-    status, listing, _ = journey.call("GET", "/api/products", token=token)
+    status, listing, _headers = journey.call("GET", "/api/products", token=token)
     assert status == 200 and product in listing["products"]
 
     ws = WebSocket(journey.gateway, "/api/notifications/ws", ["bearer", token])
@@ -263,7 +265,7 @@ def test_journey_product_order_notification(journey, token, idle_ws):
         assert ws.status == 101, ws.headers
         assert ws.headers.get("sec-websocket-protocol") == "bearer"
         time.sleep(0.5)
-        status, order, _ = journey.call(
+        status, order, _headers = journey.call(
             "POST", "/api/orders", {"items": [{"product_id": product["id"], "quantity": 2}]}, token
         )
         assert status == 201, order
@@ -276,11 +278,11 @@ def test_journey_product_order_notification(journey, token, idle_ws):
         assert message["order"]["id"] == order["id"] and message["order"]["total_cents"] == 2598
     finally:
         ws.close()
-    status, orders, _ = journey.call("GET", "/api/orders", token=token)
+    status, orders, _headers = journey.call("GET", "/api/orders", token=token)
     assert status == 200 and orders["orders"][0]["id"] == order["id"]
 
 
-def test_the_modules_journey_client_walks_it(journey):
+def test_the_modules_journey_client_walks_it(journey, token):
     """plugins/module_utils/_journey.run_journey, which shopstream.swarm.platform_journey runs through Traefik."""
     client = Client(f"http://{journey.gateway[0]}:{journey.gateway[1]}")
     result = run_journey(client, "demo", journey.secrets["demo_password"], product_name="Journey client")
@@ -293,13 +295,19 @@ def test_the_modules_journey_client_walks_it(journey):
     ]
     assert result["steps"][-1]["type"] == "order.created" and result["steps"][-1]["order_id"] == result["order_id"]
     assert journey.secrets["demo_password"] not in json.dumps(result)
+    # Its product is sold and found by its id, never listed in the catalogue shoppers see.
+    status, listing, _headers = journey.call("GET", "/api/products?limit=500", token=token)
+    assert status == 200 and listing["products"] and all(p["listed"] for p in listing["products"])
+    assert result["product_id"] not in [p["id"] for p in listing["products"]]
+    status, product, _headers = journey.call("GET", f"/api/products/{result['product_id']}", token=token)
+    assert status == 200 and product["name"] == "Journey client" and product["listed"] is False
 
 
 def test_bad_or_missing_jwt_is_401(journey, token):
     head, body, sig = token.split(".")
     forged = base64.urlsafe_b64encode(json.dumps({"alg": "none", "typ": "JWT"}).encode()).rstrip(b"=").decode()
     for bad in (None, "not-a-jwt", f"{head}.{body}.{sig[:-4]}AAAA", f"{forged}.{body}."):
-        status, _, headers = journey.call("GET", "/api/products", token=bad)
+        status, _body, headers = journey.call("GET", "/api/products", token=bad)
         assert status == 401, bad
         assert headers["WWW-Authenticate"].startswith("Bearer")
     ws = WebSocket(journey.gateway, "/api/notifications/ws", ["bearer", "not-a-jwt"])
@@ -309,8 +317,8 @@ def test_bad_or_missing_jwt_is_401(journey, token):
 
 def test_rate_limit_yields_429(journey, token):
     statuses = []
-    for _ in range(RATE_LIMIT + 2):
-        status, _, headers = journey.call("GET", "/api/products", token=token)
+    for _attempt in range(RATE_LIMIT + 2):
+        status, _body, headers = journey.call("GET", "/api/products", token=token)
         statuses.append(status)
         if status == 429:
             assert int(headers["Retry-After"]) > 0
@@ -331,11 +339,11 @@ def test_metrics_and_health(journey):
         assert "# TYPE shopstream_http_requests_total counter" in out, svc
         assert "shopstream_http_request_duration_seconds_bucket" in out, svc
         assert docker("exec", name, "id", "-u") == str(APP_UID)
-    status, body, _ = journey.call("GET", "/healthz")
+    status, body, _headers = journey.call("GET", "/healthz")
     assert status == 200 and body["checks"] == {"redis": "ok"}
     docker("pause", journey.redis)  # the gateway's rate limiter stops answering: it counts per replica
     try:
-        status, body, _ = journey.call("GET", "/healthz")
+        status, body, _headers = journey.call("GET", "/healthz")
         assert status == 200 and body["status"] == "degraded" and body["checks"]["redis"].startswith("error"), body
     finally:
         docker("unpause", journey.redis)

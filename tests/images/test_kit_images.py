@@ -60,7 +60,7 @@ def redis_command(host, *args, password=None):
                 stream.write(b"$%d\r\n%s\r\n" % (len(data), data))
         stream.flush()
         replies = []
-        for _ in commands:
+        for _command in commands:
             line = stream.readline().decode().rstrip("\r\n")
             if line.startswith("$") and line != "$-1":
                 line = stream.read(int(line[1:]) + 2)[:-2].decode()
@@ -209,7 +209,7 @@ def start(containers, kit_ref, image):
 
 @pytest.mark.parametrize("image", sorted(STARTERS))
 def test_starts_healthy_as_the_official_user_and_stops_on_sigterm(containers, kit_ref, image):
-    name, _ = start(containers, kit_ref, image)
+    name, _volume = start(containers, kit_ref, image)
     assert proc_uids(containers, name) == EXPECTED_UIDS[image]
     code, seconds = containers.sigterm(name, GRACE)
     assert code is not None, f"{image} still ran {GRACE} s after SIGTERM:\n{containers.logs(name)[-2000:]}"
@@ -222,7 +222,7 @@ def test_starts_healthy_as_the_official_user_and_stops_on_sigterm(containers, ki
 
 
 def test_mariadb_reads_its_passwords_from_files(containers, kit_ref):
-    name, _ = start(containers, kit_ref, "mariadb")
+    name, _volume = start(containers, kit_ref, "mariadb")
     query = ["mariadb", "-h127.0.0.1", "-ushop", "shop", "-N", "-e", "SELECT CURRENT_USER(), DATABASE()"]
     result = containers.exec(name, *query, env={"MYSQL_PWD": PASSWORD})
     assert result.stdout.split() == ["shop@%", "shop"]
@@ -296,7 +296,7 @@ def test_mariadb_refuses_to_start_without_its_secret(containers, kit_ref, env, e
 
 
 def test_redis_reads_its_password_from_a_file_never_the_command_line(containers, kit_ref):
-    name, _ = start(containers, kit_ref, "redis")
+    name, _volume = start(containers, kit_ref, "redis")
     ip = containers.ip(name)
     assert redis_command(ip, "PING").startswith("-NOAUTH")
     assert redis_command(ip, "PING", password=PASSWORD) == "+PONG"
@@ -363,9 +363,9 @@ def test_redis_refuses_to_start_without_its_secret(containers, kit_ref, env, exp
 
 
 def test_rabbitmq_takes_its_users_from_the_definitions_file(containers, kit_ref):
-    name, _ = start(containers, kit_ref, "rabbitmq")
+    name, _volume = start(containers, kit_ref, "rabbitmq")
     api = f"http://{containers.ip(name)}:15672/api/whoami"
-    status, body, _ = http(api, auth=("shop", PASSWORD))
+    status, body, _headers = http(api, auth=("shop", PASSWORD))
     assert status == 200 and json.loads(body)["name"] == "shop"
     assert http(api, auth=("shop", "wrong"))[0] == 401
     assert http(api, auth=("guest", "guest"))[0] == 401, "guest logs in from outside the container"
@@ -396,7 +396,7 @@ def test_mariadb_keeps_its_data_across_a_restart(containers, kit_ref):
 
 
 def test_redis_keeps_its_data_across_a_restart(containers, kit_ref):
-    name, _ = start(containers, kit_ref, "redis")
+    name, _volume = start(containers, kit_ref, "redis")
     assert redis_command(containers.ip(name), "SET", "kittest", "kept", password=PASSWORD) == "+OK"
     containers.restart(name)
     containers.wait_healthy(name, 60)
@@ -404,7 +404,7 @@ def test_redis_keeps_its_data_across_a_restart(containers, kit_ref):
 
 
 def test_rabbitmq_keeps_its_data_across_a_restart(containers, kit_ref):
-    name, _ = start(containers, kit_ref, "rabbitmq")
+    name, _volume = start(containers, kit_ref, "rabbitmq")
     containers.exec(name, "rabbitmqctl", "-q", "add_vhost", "kittest-kept")
     containers.restart(name)
     containers.wait_healthy(name, 180)
@@ -412,7 +412,7 @@ def test_rabbitmq_keeps_its_data_across_a_restart(containers, kit_ref):
 
 
 def test_prometheus_keeps_its_data_across_a_restart(containers, kit_ref):
-    name, _ = start(containers, kit_ref, "prometheus")
+    name, _volume = start(containers, kit_ref, "prometheus")
     query = "http://{}:9090/api/v1/query?query=up&time={:.3f}"
     deadline = time.monotonic() + 30
     while True:
@@ -430,7 +430,7 @@ def test_prometheus_keeps_its_data_across_a_restart(containers, kit_ref):
 
 
 def test_alertmanager_keeps_its_silences_across_a_restart(containers, kit_ref):
-    name, _ = start(containers, kit_ref, "alertmanager")
+    name, _volume = start(containers, kit_ref, "alertmanager")
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
     silence = {
@@ -441,7 +441,7 @@ def test_alertmanager_keeps_its_silences_across_a_restart(containers, kit_ref):
         "comment": "kept",
     }
     url = f"http://{containers.ip(name)}:9093/api/v2/silences"
-    status, body, _ = http(url, "POST", json.dumps(silence).encode())
+    status, body, _headers = http(url, "POST", json.dumps(silence).encode())
     assert status == 200, body
     # Alertmanager writes silences to its data dir on shutdown and every 15 minutes.
     containers.restart(name)
@@ -451,11 +451,11 @@ def test_alertmanager_keeps_its_silences_across_a_restart(containers, kit_ref):
 
 
 def test_registry_keeps_its_blobs_across_a_restart(containers, kit_ref):
-    name, _ = start(containers, kit_ref, "registry")
+    name, _volume = start(containers, kit_ref, "registry")
     blob = b"kittest blob " + os.urandom(8)
     digest = "sha256:" + hashlib.sha256(blob).hexdigest()
     base = f"http://{containers.ip(name)}:5000"
-    status, _, headers = http(f"{base}/v2/kittest/blobs/uploads/", "POST", b"")
+    status, _body, headers = http(f"{base}/v2/kittest/blobs/uploads/", "POST", b"")
     assert status == 202
     location = headers["Location"]
     location = location if location.startswith("http") else base + location
@@ -466,7 +466,7 @@ def test_registry_keeps_its_blobs_across_a_restart(containers, kit_ref):
         assert response.status == 201
     containers.restart(name)
     containers.wait_healthy(name, 60)
-    status, body, _ = http(f"http://{containers.ip(name)}:5000/v2/kittest/blobs/{digest}")
+    status, body, _headers = http(f"http://{containers.ip(name)}:5000/v2/kittest/blobs/{digest}")
     assert status == 200 and body == blob
 
 
@@ -474,13 +474,13 @@ def test_registry_keeps_its_blobs_across_a_restart(containers, kit_ref):
 
 
 def test_traefik_serves_its_ping_and_the_config_path(containers, kit_ref):
-    name, _ = start(containers, kit_ref, "traefik")
+    name, _volume = start(containers, kit_ref, "traefik")
     assert http(f"http://{containers.ip(name)}:8080/ping")[:2] == (200, b"OK")
     assert containers.exec(name, "traefik", "version").stdout.split()[:2] == ["Version:", "3.7.15"]
 
 
 def test_socket_proxy_answers_only_the_reads_of_traefiks_swarm_provider(containers, kit_ref):
-    name, _ = start(containers, kit_ref, "socket-proxy")
+    name, _volume = start(containers, kit_ref, "socket-proxy")
 
     def status(method, path):
         return containers.exec(
@@ -502,18 +502,18 @@ def test_socket_proxy_answers_only_the_reads_of_traefiks_swarm_provider(containe
 
 
 def test_nginx_serves_html_and_conf_d(containers, kit_ref):
-    name, _ = start(containers, kit_ref, "nginx")
-    status, body, _ = http(f"http://{containers.ip(name)}/")
+    name, _volume = start(containers, kit_ref, "nginx")
+    status, body, _headers = http(f"http://{containers.ip(name)}/")
     assert status == 200 and b"nginx" in body
     containers.exec(name, "test", "-f", "/etc/nginx/conf.d/default.conf")
 
 
 def test_node_exporter_serves_metrics(containers, kit_ref):
-    name, _ = start(containers, kit_ref, "node-exporter")
-    status, body, _ = http(f"http://{containers.ip(name)}:9100/metrics")
+    name, _volume = start(containers, kit_ref, "node-exporter")
+    status, body, _headers = http(f"http://{containers.ip(name)}:9100/metrics")
     assert status == 200 and b"node_cpu_seconds_total" in body
 
 
 def test_python_has_the_service_libraries(containers, kit_ref):
-    name, _ = start(containers, kit_ref, "python")
+    name, _volume = start(containers, kit_ref, "python")
     containers.exec(name, "python3", "-c", "import pymysql, redis, pika, websockets, yaml")

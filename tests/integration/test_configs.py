@@ -137,7 +137,7 @@ CASES = [
 def module_args(images, content):
     configs = [
         {"key": key, "name": f"itest_{key}", "check": check, "target": target, "image": component}
-        for key, check, component, target, *_ in CASES
+        for key, check, component, target, *_rest in CASES
     ]
     return {"configs": configs, "files": {c[3]: content(c) for c in CASES}, "images": images}
 
@@ -151,7 +151,7 @@ def test_each_tool_accepts_the_good_and_refuses_the_bad_in_its_image(module_run,
     bad = module_run("shopstream.swarm.config_check", module_args(platform_images, lambda c: c[5]))
     assert bad["checked"] == [], bad
     errors = {e["key"]: e for e in bad["errors"]}
-    for key, _, _, target, _, _, words in CASES:
+    for key, _check, _component, target, _good, _bad, words in CASES:
         assert words in errors[key]["message"], errors[key]
         assert (errors[key]["name"], errors[key]["target"]) == (f"itest_{key}", target)
     assert bad["changed"] is False

@@ -156,7 +156,7 @@ def test_the_edge_serves_https_with_the_local_ca_and_redirects_http(deployed):
 
 
 def test_the_journey_refuses_an_edge_whose_certificate_is_not_of_the_ca_it_was_given(deployed, module_run):
-    other_ca, _ = issue_ca(days=1)
+    other_ca, _other_key = issue_ca(days=1)
     args = {"url": "https://127.0.0.1:443", "password": PASSWORD, "ca_certificate": other_ca, "pages": ["/"]}
     result = module_run("shopstream.swarm.platform_journey", args)
     assert result["failed"] and result["failed_step"] == "pages", result
@@ -305,13 +305,13 @@ def test_every_page_of_the_dashboard_loads_under_its_own_path_and_the_shop_keeps
     script = re.search(rb'src="\./(assets/[^"]+\.js)"', page[3])
     assert script and get(f"/traefik/dashboard/{script.group(1).decode()}", auth)[0] == 200, "its script loads"
     for path in DASHBOARD_API:
-        status, kind, _, body = get(f"/traefik/api/{path}", auth)
+        status, kind, _challenge, body = get(f"/traefik/api/{path}", auth)
         assert status == 200 and kind.startswith("application/json"), (path, status, body[:200])
         json.loads(body)
-    status, _, challenge, _ = get("/traefik/api/overview")
+    status, _kind, challenge, _body = get("/traefik/api/overview")
     assert status == 401 and challenge.startswith("Basic"), "no page without the login"
     for path in ("/api/tcp/routers", "/api/http/routers"):
-        status, _, challenge, body = get(path, auth)
+        status, _kind, challenge, body = get(path, auth)
         assert status in (401, 404) and not challenge.startswith("Basic"), (path, status, challenge, body[:200])
         assert b"routers" not in body, "the gateway's answer, not Traefik's"
 
@@ -328,7 +328,7 @@ def test_traefik_stops_password_guessing_at_the_dashboard_and_the_login_route(de
     assert first[0] == 401, first
     started = time.monotonic()
     dashboard = guess("/traefik/dashboard/", 3 * limits["dashboard"]["burst"], headers=wrong)
-    assert traefik_429(dashboard[-1]) and {status for status, _ in dashboard[:-1]} <= {401}, dashboard[-3:]
+    assert traefik_429(dashboard[-1]) and {status for status, _text in dashboard[:-1]} <= {401}, dashboard[-3:]
     assert len(dashboard) <= allowed(limits["dashboard"], time.monotonic() - started), len(dashboard)
     # Distinct unknown names: no account is locked; the gateway (10 a minute) answers 401 or its
     # JSON 429 until Traefik's limit answers.
@@ -338,7 +338,7 @@ def test_traefik_stops_password_guessing_at_the_dashboard_and_the_login_route(de
         "/api/auth/login", 3 * limits["login"]["burst"], body=body, headers={"Content-Type": "application/json"}
     )
     assert traefik_429(login[-1]) and len(login) <= allowed(limits["login"], time.monotonic() - started), login[-3:]
-    assert {status for status, _ in login[:-1]} <= {401, 429} and login[0][0] in (401, 429)
+    assert {status for status, _text in login[:-1]} <= {401, 429} and login[0][0] in (401, 429)
 
 
 def allowed(limit, seconds):

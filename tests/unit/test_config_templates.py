@@ -61,6 +61,7 @@ def play(extra_vars, *args):
         cwd=REPO,
         env=env,
         timeout=300,
+        check=False,
     )
     return proc.returncode, proc.stdout + proc.stderr
 

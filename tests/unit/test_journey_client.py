@@ -91,7 +91,7 @@ class _WSServer:
         self.thread.start()
 
     def serve(self):
-        conn, _ = self.sock.accept()
+        conn, _peer = self.sock.accept()
         with conn:
             while b"\r\n\r\n" not in self.request:
                 self.request += conn.recv(4096)
@@ -224,10 +224,18 @@ class _Platform(BaseHTTPRequestHandler):
         state = self.server.state
         state["requests"].append((self.path, self.headers.get("Authorization")))
         if self.path == "/api/auth/login":
+            if state["limited"]:
+                state["limited"] -= 1
+                self.send_response(429)
+                self.send_header("Retry-After", "7")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
             if body == {"username": "demo", "password": "right-password"}:
                 return self._json(200, {"token": "tok", "token_type": "Bearer", "expires_in": 900})
             return self._json(401, {"error": "invalid username or password"})
         if self.path == "/api/products":
+            state["products"].append(body)
             return self._json(201, dict(body, id=7))
         if self.path == "/api/orders":
             event = {"type": "order.created", "event_id": "ev1", "order": {"id": 3, "total_cents": 100}}
@@ -259,7 +267,8 @@ class _Platform(BaseHTTPRequestHandler):
 def platform():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Platform)
     server.daemon_threads = True
-    server.state = {"requests": [], "ws": None, "notify": True, "ws_open": threading.Event()}
+    server.state = {"requests": [], "ws": None, "notify": True, "ws_open": threading.Event(), "limited": 0,
+                    "products": []}  # fmt: skip
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield server
@@ -282,6 +291,37 @@ def test_the_journey_passes_every_step_and_never_returns_the_secrets(platform):
     assert result["steps"][-1]["type"] == "order.created"  # the matching event, not the other one
     assert "right-password" not in json.dumps(result) and "tok" not in json.dumps(result["steps"])
     assert platform.state["requests"][1:] == [("/api/products", "Bearer tok"), ("/api/orders", "Bearer tok")]
+
+
+def test_the_journeys_product_is_kept_out_of_the_catalogue(platform):
+    client = j.Client(f"http://127.0.0.1:{platform.server_port}", timeout=5)
+    j.run_journey(client, "demo", "right-password")
+    (created,) = platform.state["products"]
+    assert created["listed"] is False and created["name"].startswith("verify-")
+
+
+def test_a_login_refused_with_429_is_sent_again_after_retry_after(platform):
+    """Shoppers behind the same address used up the login limit: the journey waits as asked."""
+    platform.state["limited"] = 2
+    slept = []
+    client = j.Client(f"http://127.0.0.1:{platform.server_port}", timeout=5)
+    result = j.run_journey(client, "demo", "right-password", sleep=slept.append)
+    assert slept == [7, 7] and result["steps"][0]["rate_limited_for"] == 14
+    assert "rate_limited_for" not in result["steps"][1]
+
+
+def test_a_429_beyond_rate_limit_wait_fails_naming_it(platform):
+    platform.state["limited"] = 5
+    slept = []
+    client = j.Client(f"http://127.0.0.1:{platform.server_port}", timeout=5)
+    with pytest.raises(j.JourneyError, match=r"login: HTTP 429 \(rate limited\) after 14 s of waiting") as exc:
+        j.run_journey(client, "demo", "right-password", rate_limit_wait=20, sleep=slept.append)
+    assert slept == [7, 7] and exc.value.step == "login"
+
+
+@pytest.mark.parametrize("value, seconds", [("12", 12), ("0", 1), ("Wed, 21 Oct 2015 07:28:00 GMT", 5), (None, 5)])
+def test_retry_after_reads_seconds(value, seconds):
+    assert j.retry_after({} if value is None else {"Retry-After": value}) == seconds
 
 
 def test_a_wrong_password_fails_at_login(platform):

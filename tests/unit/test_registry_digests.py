@@ -58,9 +58,9 @@ def test_held_tags_give_their_digest_and_missing_ones_none(registry):
         registry, ["shopstream/redis:abc", "shopstream/nginx:def"], ACCEPT, username=USER, password=PASSWORD
     )
     assert digests == {"shopstream/redis:abc": HELD["/v2/shopstream/redis/manifests/abc"], "shopstream/nginx:def": None}
-    paths = [path for path, _, _ in Registry.seen]
+    paths = [path for path, _accept, _authorization in Registry.seen]
     assert paths == ["/v2/shopstream/redis/manifests/abc", "/v2/shopstream/nginx/manifests/def"]
-    assert {accept for _, accept, _ in Registry.seen} == {", ".join(ACCEPT)}
+    assert {accept for _path, accept, _authorization in Registry.seen} == {", ".join(ACCEPT)}
 
 
 def test_a_refused_login_fails_naming_the_image_and_the_answer(registry):

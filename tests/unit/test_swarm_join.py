@@ -77,7 +77,7 @@ def test_a_member_is_left_alone(engine):
 
 def test_check_mode_reports_the_join_and_sends_nothing(engine):
     engine.routes[("GET", "/info")] = (200, INACTIVE)
-    changed, _ = SwarmJoiner(FakeModule(engine.server_address, check_mode=True, join_token=None)).join()
+    changed, _swarm = SwarmJoiner(FakeModule(engine.server_address, check_mode=True, join_token=None)).join()
     assert changed is True
     assert posts(engine) == []
 
@@ -94,7 +94,7 @@ def test_a_manager_join_waits_until_it_is_reachable(join, engine):
     engine.routes[("GET", "/nodes/M2")] = lambda: (200, next(answers))
     changed, swarm = join(MANAGER)
     assert changed is True
-    assert [p for m, p, _ in engine.requests if p == "/nodes/M2"] == ["/nodes/M2", "/nodes/M2"]
+    assert [p for m, p, _body in engine.requests if p == "/nodes/M2"] == ["/nodes/M2", "/nodes/M2"]
 
 
 def test_a_manager_that_never_becomes_reachable_fails_clearly(join, engine):

@@ -200,7 +200,7 @@ def test_one_update_per_service_for_several_objects():
         [svc, service("idle")], {SECRET: {"s_old": ("s_new", "db_new")}, CONFIG: {"c_old": ("c_new", "conf_new")}}
     )
     assert len(planned) == 1
-    _, spec, moved = planned[0]
+    _service, spec, moved = planned[0]
     assert moved == {"secret": [("db_old", "db_new")], "config": [("conf_old", "conf_new")]}
     assert spec["TaskTemplate"]["ContainerSpec"]["Configs"][0]["ConfigID"] == "c_new"
 
@@ -213,7 +213,7 @@ def label_query(kind, logical):
 
 
 def mutations(engine):
-    return [(m, p) for m, p, _ in engine.requests if m in ("POST", "DELETE")]
+    return [(m, p) for m, p, _body in engine.requests if m in ("POST", "DELETE")]
 
 
 def test_check_mode_plans_creation_rewiring_and_pruning_without_writing(engine):
@@ -302,7 +302,7 @@ def test_list_services_reads_every_service(engine, answer, listed):
     client = DockerClient("unix://" + engine.server_address, timeout=3)
     engine.routes[("GET", "/services")] = (200, answer)
     assert list_services(client) == listed
-    assert [(m, p) for m, p, _ in engine.requests] == [("GET", "/services")]
+    assert [(m, p) for m, p, _body in engine.requests] == [("GET", "/services")]
 
 
 def test_configs_alone_read_configs_and_services_never_secrets(engine):
@@ -313,7 +313,7 @@ def test_configs_alone_read_configs_and_services_never_secrets(engine):
     engine.routes[("GET", "/services")] = (200, [service("web", configs=[("c1", old["Spec"]["Name"], "nginx.conf")])])
     result = rewire_and_prune(client, {CONFIG: {"shopstream_nginx": new["Spec"]["Name"]}}, keep=1, check_mode=True)
     assert result["rewired"] == [{"service": "web", "moved": {"config": [[old["Spec"]["Name"], new["Spec"]["Name"]]]}}]
-    assert [p for _, p, _ in engine.requests] == [label_query(CONFIG, "shopstream_nginx"), "/services"]
+    assert [p for _method, p, _body in engine.requests] == [label_query(CONFIG, "shopstream_nginx"), "/services"]
 
 
 def _status(state, started="t2", message=""):
@@ -432,7 +432,7 @@ def test_a_concurrent_update_between_read_and_write_is_read_again_and_kept(engin
     assert result["rewired"] == [{"service": "auth", "moved": {"secret": [["jwt_1", "jwt_2"]]}}]
     assert [p["name"] for p in result["pruned"]] == ["jwt_1"]
     # Two refused updates (versions 10 and 11), then one on the version read last, keeping the other's label.
-    posts = [p for m, p, _ in engine.requests if m == "POST"]
+    posts = [p for m, p, _body in engine.requests if m == "POST"]
     assert posts == [f"/services/id-auth/update?version={v}" for v in (10, 11, 12)]
     assert len(swarm.updates) == 1
     secret = swarm.service["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"][0]
@@ -449,7 +449,7 @@ def test_a_service_that_never_settles_fails_naming_it_and_the_conflict(engine):
 
 
 def test_a_service_someone_else_moved_already_is_not_updated_again(engine):
-    swarm, _ = jwt_rotation(engine, races=0)
+    swarm, _rotate = jwt_rotation(engine, races=0)
     moves = {SECRET: {"k1": ("k2", "jwt_2")}}
     client = DockerClient("unix://" + engine.server_address, timeout=3)
     spec, moved = Rewirer(client, timeout=5, poll=0.01).apply("id-auth", moves)
@@ -532,8 +532,8 @@ def test_the_verifiers_update_together_and_the_issuer_only_after_them(engine):
     result = rotate()
     verifiers = {"gateway", "order", "product"}
     # Every verifier's update starts before any of them ends; auth's starts after all have ended.
-    assert {name for event, name in swarm.log[:3]} == verifiers and all(e == "start" for e, _ in swarm.log[:3])
-    assert {name for event, name in swarm.log[3:6]} == verifiers and all(e == "end" for e, _ in swarm.log[3:6])
+    assert {name for event, name in swarm.log[:3]} == verifiers and all(e == "start" for e, _name in swarm.log[:3])
+    assert {name for event, name in swarm.log[3:6]} == verifiers and all(e == "end" for e, _name in swarm.log[3:6])
     assert swarm.log[6:] == [("start", "auth"), ("end", "auth")]
     assert [r["service"] for r in result["rewired"]] == ["gateway", "order", "product", "auth"]
     assert sorted(p["name"] for p in result["pruned"]) == ["jwt_1", "jwt_previous_0"]

@@ -107,7 +107,7 @@ def test_plan_tls_makes_a_ca_and_a_certificate_once_then_keeps_them():
 
 
 def test_plan_tls_issues_again_for_a_new_name_with_the_same_ca():
-    made, _ = plan_tls({}, TLS)
+    made, _reason = plan_tls({}, TLS)
     again, reason = plan_tls(made, dict(TLS, names=[*TLS["names"], "10.0.0.5"]))
     assert reason == "it does not name 10.0.0.5"
     assert set(again) == {TLS["certificate"], TLS["key"]}, "the CA is kept: clients keep trusting it"
@@ -115,7 +115,7 @@ def test_plan_tls_issues_again_for_a_new_name_with_the_same_ca():
 
 
 def test_plan_tls_renews_a_certificate_near_its_end():
-    made, _ = plan_tls({}, dict(TLS, days=20))
+    made, _reason = plan_tls({}, dict(TLS, days=20))
     again, reason = plan_tls(made, TLS)
     assert reason.startswith("it expires on ") and "fewer than 30 days" in reason
     assert set(again) == {TLS["certificate"], TLS["key"]}
@@ -127,7 +127,7 @@ def test_plan_tls_never_touches_the_sites_own_certificate():
 
 
 def test_a_certificate_of_another_ca_is_issued_again():
-    made, _ = plan_tls({}, TLS)
+    made, _reason = plan_tls({}, TLS)
     other_cert, other_key = issue_ca()
     foreign = issue_server(other_cert, other_key, TLS["names"])[0]
     assert reissue_reason(foreign, made[TLS["ca_certificate"]], TLS["names"]) == "it is not signed by the local CA"

@@ -603,7 +603,7 @@ class App:
         self.routes.append((method, re.compile(f"^{pattern}$"), label or pattern, handler, user))
 
     def authenticate(self, req):
-        token, _ = bearer_token(req.headers)
+        token = bearer_token(req.headers)[0]
         reason = "no token"
         if token:
             try:

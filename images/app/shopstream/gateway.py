@@ -48,7 +48,11 @@ def build():
     timeout = common.env_int("UPSTREAM_TIMEOUT_SECONDS", 15, 1)
     upstreams = {name: upstream(name) for name in ("auth", "product", "order", "notification")}
     app = common.App("gateway")
-    app.optional_checks["redis"] = lambda: redis.ping()
+
+    def redis_ping():
+        return redis.ping()  # redis.ping is looked up at each check, not bound once: the tests stand in a failing one
+
+    app.optional_checks["redis"] = redis_ping
     app.ready.set()
 
     def admit(req, bucket, needs_auth):
@@ -129,13 +133,13 @@ def build():
 
     def route_to(name, bucket="api", needs_auth=True):
         def handler(req):
-            _, token, _ = admit(req, bucket, needs_auth)
+            token = admit(req, bucket, needs_auth)[1]
             return forward(req, name, token)
 
         return handler
 
     def websocket(req):
-        _, token, via_protocol = admit(req, "api", True)
+        _claims, token, via_protocol = admit(req, "api", True)
         key = req.headers.get("Sec-WebSocket-Key", "")
         if "websocket" not in req.headers.get("Upgrade", "").lower() or len(key) != 24:
             raise common.HTTPError(426, "a WebSocket upgrade is required", {"Sec-WebSocket-Version": "13"})
@@ -181,7 +185,7 @@ def build():
     def pipe(downstream, up):
         peers = {downstream: up, up: downstream}
         while not app.draining:
-            readable, _, _ = select.select(list(peers), [], [], 0.5)
+            readable = select.select(list(peers), [], [], 0.5)[0]
             for sock in readable:
                 data = sock.recv(65536)
                 if not data:

@@ -1,4 +1,5 @@
-"""product: GET/POST /api/products, stored in MariaDB."""
+"""product: GET/POST /api/products, stored in MariaDB. A product created with "listed": false (the
+platform's verify journey) is sold and found by its id, but never listed in the shoppers' catalogue."""
 
 import logging
 import threading
@@ -13,16 +14,22 @@ CREATE TABLE IF NOT EXISTS products (
   description TEXT NULL,
   price_cents INT NOT NULL,
   stock INT NOT NULL DEFAULT 0,
+  listed BOOLEAN NOT NULL DEFAULT TRUE,
   created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
 """
-COLUMNS = "id, name, description, price_cents, stock"
+# A table made before the column existed gets it (its products stay listed).
+MIGRATIONS = ("ALTER TABLE products ADD COLUMN IF NOT EXISTS listed BOOLEAN NOT NULL DEFAULT TRUE AFTER stock",)
+COLUMNS = "id, name, description, price_cents, stock, listed"
 
 
 def validate(data):
     """The columns of a new product, or HTTPError 400."""
     name, price, stock = data.get("name"), data.get("price_cents"), data.get("stock", 0)
     description = data.get("description") or None
+    listed = data.get("listed", True)
+    if not isinstance(listed, bool):
+        raise common.HTTPError(400, "listed must be true or false")
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         raise common.HTTPError(400, "name must be a non-empty string of at most 200 characters")
     for field, value in (("price_cents", price), ("stock", stock)):
@@ -30,7 +37,12 @@ def validate(data):
             raise common.HTTPError(400, f"{field} must be an integer between 0 and 10^9")
     if description is not None and (not isinstance(description, str) or len(description) > 2000):
         raise common.HTTPError(400, "description must be a string of at most 2000 characters")
-    return name.strip(), description, price, stock
+    return name.strip(), description, price, stock, listed
+
+
+def shown(row):
+    """A row as the API shows it (MariaDB's BOOLEAN is a TINYINT)."""
+    return dict(row, listed=bool(row["listed"]))
 
 
 def build():
@@ -56,6 +68,8 @@ def build():
         try:
             with conn.cursor() as cur:
                 cur.execute(SCHEMA)
+                for migration in MIGRATIONS:
+                    cur.execute(migration)
             conn.commit()
         finally:
             conn.close()
@@ -64,24 +78,26 @@ def build():
 
     def list_products(req):
         limit = min(max(int(req.query.get("limit", "100")) if req.query.get("limit", "").isdigit() else 100, 1), 500)
-        return 200, {"products": query(f"SELECT {COLUMNS} FROM products ORDER BY id LIMIT %s", (limit,))}  # noqa: S608
+        rows = query(f"SELECT {COLUMNS} FROM products WHERE listed ORDER BY id LIMIT %s", (limit,))  # noqa: S608
+        return 200, {"products": [shown(row) for row in rows]}
 
     def get_product(req):
         rows = query(f"SELECT {COLUMNS} FROM products WHERE id=%s", (int(req.params["id"]),))  # noqa: S608
         if not rows:
             raise common.HTTPError(404, "no such product")
-        return 200, rows[0]
+        return 200, shown(rows[0])
 
     def create_product(req):
-        name, description, price, stock = validate(req.json())
+        name, description, price, stock, listed = validate(req.json())
         product_id = query(
-            "INSERT INTO products (name, description, price_cents, stock) VALUES (%s, %s, %s, %s)",
-            (name, description, price, stock),
+            "INSERT INTO products (name, description, price_cents, stock, listed) VALUES (%s, %s, %s, %s, %s)",
+            (name, description, price, stock, listed),
             write=True,
         )
         app.metrics.inc("shopstream_products_created_total", "Products created.")
         LOG.info("product created", extra={"product_id": product_id, "user": req.user})
-        body = {"id": product_id, "name": name, "description": description, "price_cents": price, "stock": stock}
+        body = {"id": product_id, "name": name, "description": description, "price_cents": price, "stock": stock,
+                "listed": listed}  # fmt: skip
         return 201, body, {"Location": f"/api/products/{product_id}"}
 
     app.route("GET", "/api/products", list_products, user=True)

@@ -63,7 +63,7 @@ def bearer(sub="demo", key=KEY, ttl=600):
 
 
 def test_login_needs_no_token_and_is_forwarded(stack):
-    address, seen, _ = stack
+    address, seen, _redis = stack
     status, body, headers = request(
         address, "POST", "/api/auth/login", b'{"username":"demo"}', {"Content-Type": "application/json"}
     )
@@ -83,7 +83,7 @@ def test_login_needs_no_token_and_is_forwarded(stack):
     ],
 )
 def test_missing_or_bad_token_is_401_and_not_forwarded(stack, headers):
-    address, seen, _ = stack
+    address, seen, _redis = stack
     status, body, resp_headers = request(address, "GET", "/api/products", headers=headers)
     assert status == 401
     assert resp_headers["WWW-Authenticate"].startswith("Bearer")
@@ -91,10 +91,10 @@ def test_missing_or_bad_token_is_401_and_not_forwarded(stack, headers):
 
 
 def test_the_callers_token_is_forwarded_and_no_identity_header(stack):
-    address, seen, _ = stack
+    address, seen, _redis = stack
     token = bearer("alice")
     headers = {**token, "X-Shopstream-User": "admin", "X-Forwarded-User": "admin"}
-    status, body, _ = request(address, "POST", "/api/orders", b'{"items":[]}', headers)
+    status, body, _headers = request(address, "POST", "/api/orders", b'{"items":[]}', headers)
     assert status == 200
     assert json.loads(body)["user"] == "alice"  # from the token, which the upstream verified again
     assert seen[0].headers.get_all("Authorization") == [token["Authorization"]]
@@ -104,17 +104,17 @@ def test_the_callers_token_is_forwarded_and_no_identity_header(stack):
 
 
 def test_rate_limit_per_client_answers_429(stack):
-    address, _, _ = stack
-    statuses = [request(address, "GET", "/api/products", headers=bearer("bob"))[0] for _ in range(7)]
+    address, _seen, _redis = stack
+    statuses = [request(address, "GET", "/api/products", headers=bearer("bob"))[0] for _attempt in range(7)]
     assert statuses == [200] * 5 + [429] * 2
-    status, _, headers = request(address, "GET", "/api/products", headers=bearer("bob"))
+    status, _body, headers = request(address, "GET", "/api/products", headers=bearer("bob"))
     assert status == 429 and 1 <= int(headers["Retry-After"]) <= 60
     assert request(address, "GET", "/api/products", headers=bearer("carol"))[0] == 200  # another client
 
 
 def test_login_has_its_own_stricter_limit(stack):
-    address, _, _ = stack
-    statuses = [request(address, "POST", "/api/auth/login", b"{}")[0] for _ in range(3)]
+    address, _seen, _redis = stack
+    statuses = [request(address, "POST", "/api/auth/login", b"{}")[0] for _attempt in range(3)]
     assert statuses == [200, 200, 429]
 
 
@@ -129,23 +129,23 @@ def test_without_redis_each_replica_counts_alone_and_healthz_says_degraded(stack
         raise ConnectionError("redis down")
 
     redis.pipeline = down
-    redis.ping = lambda: down()
+    redis.ping = down
     assert request(address, "GET", "/api/products", headers=bearer())[0] == 200
-    statuses = [request(address, "POST", "/api/auth/login", b"{}")[0] for _ in range(3)]
+    statuses = [request(address, "POST", "/api/auth/login", b"{}")[0] for _attempt in range(3)]
     assert statuses == [200, 200, 429], "the login limit holds in the replica's own memory"
     assert [req.path for req in seen] == ["/api/products", "/api/auth/login", "/api/auth/login"]
-    status, body, _ = request(address, "GET", "/healthz")
+    status, body, _headers = request(address, "GET", "/healthz")
     assert status == 200 and json.loads(body) == {"status": "degraded", "checks": {"redis": "error: ConnectionError"}}
 
     redis.pipeline, redis.ping = working_pipeline, working_ping
     assert request(address, "GET", "/api/products", headers=bearer("dave"))[0] == 200
     assert any(key.startswith("shopstream:ratelimit:api:user:dave:") for key in redis.data), "Redis counts again"
-    status, body, _ = request(address, "GET", "/healthz")
+    status, body, _headers = request(address, "GET", "/healthz")
     assert status == 200 and json.loads(body)["status"] == "ok"
 
 
 def test_unknown_paths_and_upstream_down(stack, monkeypatch):
-    address, _, _ = stack
+    address, _seen, _redis = stack
     assert request(address, "GET", "/api/secrets", headers=bearer())[0] == 404
     assert request(address, "GET", "/metrics")[0] == 200
 

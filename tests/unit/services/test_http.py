@@ -92,7 +92,7 @@ def test_healthz_reports_each_dependency(serve):
             raise ConnectionError("down")
 
     app.health_checks["redis"] = redis
-    status, body, _ = request(app, "GET", "/healthz")
+    status, body, _headers = request(app, "GET", "/healthz")
     assert status == 503
     assert json.loads(body)["checks"] == {"redis": "error: ConnectionError"}
     state["up"] = True

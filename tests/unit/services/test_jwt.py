@@ -65,7 +65,7 @@ def test_bad_signature_is_rejected():
 
 
 def test_tampered_claims_are_rejected():
-    head, _, sig = common.issue_jwt(KEY, "demo", 600, now=NOW).split(".")
+    head, _payload, sig = common.issue_jwt(KEY, "demo", 600, now=NOW).split(".")
     evil = b64(json.dumps(claims(sub="admin")).encode())
     with pytest.raises(common.JWTError, match="signature"):
         common.verify_jwt(f"{head}.{evil}.{sig}", [KEY], now=NOW)

@@ -120,7 +120,7 @@ def test_event_to_websocket_ping_and_drain(broker):
     app.stopping.set()  # SIGTERM
     opcode, payload = common.ws_read(reader.read)
     assert opcode == common.OP_CLOSE and payload[:2] == (1001).to_bytes(2, "big")
-    opcode, _ = common.ws_read(other_reader.read)
+    opcode, _payload = common.ws_read(other_reader.read)
     assert opcode == common.OP_CLOSE  # the other user got no notification, only the close
     thread.join(10)
     assert result["rc"] == 0

@@ -17,9 +17,9 @@ def redis(clock):
 
 def test_allows_up_to_the_limit_then_refuses(redis, clock):
     limiter = common.RateLimiter(redis, limit=3, window=60, clock=clock)
-    results = [limiter.check("ip:10.0.0.1") for _ in range(5)]
-    assert [allowed for allowed, _, _ in results] == [True, True, True, False, False]
-    assert [remaining for _, remaining, _ in results] == [2, 1, 0, 0, 0]
+    results = [limiter.check("ip:10.0.0.1") for _attempt in range(5)]
+    assert [allowed for allowed, _remaining, _retry_after in results] == [True, True, True, False, False]
+    assert [remaining for _allowed, remaining, _retry_after in results] == [2, 1, 0, 0, 0]
     assert results[3][2] == 40  # seconds until the window ends
     assert all(redis.pipelines), "INCR and EXPIRE must run in one MULTI"
 
@@ -35,7 +35,7 @@ def test_clients_and_buckets_are_counted_apart(redis, clock):
 
 def test_next_window_starts_afresh(redis, clock):
     limiter = common.RateLimiter(redis, limit=2, window=60, clock=clock)
-    for _ in range(3):
+    for _attempt in range(3):
         limiter.check("ip:1")
     assert not limiter.check("ip:1")[0]
     clock.now += 40  # the next window
