@@ -320,7 +320,7 @@ def test_redis_accepts_the_previous_password_too_while_a_rotation_moves_its_clie
     ip = containers.ip(name)
     assert redis_command(ip, "PING", password=PASSWORD) == "+PONG"
     assert redis_command(ip, "PING", password=previous) == "+PONG"
-    assert redis_command(ip, "PING", password="other-" + PASSWORD).startswith("-WRONGPASS")
+    assert redis_command(ip, "AUTH", "other-" + PASSWORD).startswith("-WRONGPASS")
     assert redis_command(ip, "ACL", "WHOAMI", password=previous) == "default"
     acl_list = "REDISCLI_AUTH=$(cat /run/secrets/redis_password) redis-cli ACL LIST"
     acl = containers.exec(name, "sh", "-c", acl_list).stdout

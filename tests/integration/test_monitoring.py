@@ -29,7 +29,8 @@ ROTATE = (
 ALERTMANAGER = "shopstream-monitoring_alertmanager"
 WEBHOOK = "itest-alert-webhook"
 
-# The webhook: logs each notification Alertmanager posts, one JSON line after a marker.
+# The webhook: logs each notification Alertmanager posts, one JSON line after a marker. It runs
+# without the image's health check (it serves no /healthz).
 RECEIVE = """
 import http.server, json
 class Hook(http.server.BaseHTTPRequestHandler):
@@ -80,10 +81,12 @@ def service_image(service):
 
 
 def running_container(service, timeout=120):
+    """Its running container (only a task that runs is in the network's DNS)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}").stdout.split()
-        if found:
+        state = docker("service", "ps", service, "--filter", "desired-state=running", "--format", "{{.CurrentState}}")
+        if found and state.stdout.startswith("Running"):
             return found[0]
         time.sleep(1)
     pytest.fail(f"{service} has no running container: {docker('service', 'ps', '--no-trunc', service).stdout}")
@@ -100,7 +103,8 @@ def test_a_firing_alert_reaches_the_webhook_the_inventory_names(deployed):
     docker("service", "rm", WEBHOOK)
     created = docker(
         "service", "create", "--detach", "--name", WEBHOOK, "--network", "monitoring", "--endpoint-mode", "dnsrr",
-        "--no-resolve-image", "--entrypoint", "python3", service_image("shopstream-app_gateway"), "-c", RECEIVE,
+        "--no-resolve-image", "--no-healthcheck", "--entrypoint", "python3", service_image("shopstream-app_gateway"),
+        "-c", RECEIVE,
     )  # fmt: skip
     assert created.returncode == 0, created.stderr
     receivers = {

@@ -1,0 +1,106 @@
+"""playbooks/teardown.yml takes the platform down and site.yml brings it back with its data.
+
+Runs against the platform `make deploy` left on this host (inventories/local); skips when it is not
+deployed. Unconfirmed, the teardown changes nothing; in check mode it writes nothing; confirmed, it
+leaves no stack, secret, config or network and keeps the volumes; with teardown_swarm the node leaves
+the swarm; a second run changes nothing; then site.yml deploys everything again (a new swarm) and the
+shop has the products it had.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible.parsing.vault import VaultLib, VaultSecret
+from runner import docker, playbook
+
+from ansible_collections.shopstream.swarm.plugins.module_utils._journey import Client
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL = ROOT / "inventories" / "local"
+WITH_VAULT = ("-i", "inventories/local", "--vault-password-file", str(LOCAL / ".vault-pass"))
+TEARDOWN = ("playbooks/teardown.yml", *WITH_VAULT)
+STACKS = ("shopstream-data", "shopstream-app", "shopstream-edge", "shopstream-monitoring")
+NETWORKS = ("traefik-public", "frontend", "backend", "data", "monitoring", "cache", "queue")
+
+
+@pytest.fixture(scope="module")
+def deployed():
+    if docker("info").returncode != 0:
+        pytest.skip("the Docker engine does not answer")
+    if not (LOCAL / ".vault-pass").exists():
+        pytest.skip("inventories/local has no vault: run `make deploy` first")
+    if docker("service", "inspect", "shopstream-app_frontend").returncode != 0:
+        pytest.skip("the platform is not deployed: run `make deploy` first")
+
+
+def local_vault():
+    vault = VaultLib([("default", VaultSecret((LOCAL / ".vault-pass").read_text().strip().encode()))])
+    return yaml.safe_load(vault.decrypt((LOCAL / "group_vars/all/vault.yml").read_bytes()))
+
+
+def products():
+    """The catalogue's product ids, through Traefik as a shopper sees them."""
+    values = local_vault()
+    client = Client("https://127.0.0.1", timeout=15, ca_certificate=values["shopstream_tls_ca_certificate"])
+    status, body, _headers = client.call(
+        "POST", "/api/auth/login", {"username": "demo", "password": values["vault_shopstream_demo_password"]}
+    )
+    assert status == 200, body
+    status, listing, _headers = client.call("GET", "/api/products?limit=500", token=body["token"])
+    assert status == 200, listing
+    return sorted(product["id"] for product in listing["products"])
+
+
+def platform():
+    """What the teardown removes or keeps, by name."""
+    swarm = json.loads(docker("info", "--format", "{{json .Swarm}}").stdout)
+    active = swarm.get("LocalNodeState") == "active" and swarm.get("ControlAvailable")
+
+    def names(*args):
+        return sorted(docker(*args, "--format", "{{.Name}}").stdout.split()) if active else []
+
+    return {
+        "swarm": swarm.get("LocalNodeState"),
+        "stacks": sorted(set(names("stack", "ls")) & set(STACKS)),
+        "secrets": [n for n in names("secret", "ls") if n.startswith("shopstream_")],
+        "configs": [n for n in names("config", "ls") if n.startswith("shopstream_")],
+        "networks": sorted(set(names("network", "ls", "--filter", "driver=overlay")) & set(NETWORKS)),
+        "volumes": sorted(
+            n for n in docker("volume", "ls", "--format", "{{.Name}}").stdout.split() if n.startswith(STACKS)
+        ),
+    }
+
+
+def test_teardown_then_site_brings_the_platform_back_with_its_data(deployed):
+    catalogue = products()
+    before = platform()
+    assert before["stacks"] == sorted(STACKS) and before["secrets"] and before["configs"] and before["volumes"]
+
+    refused = playbook(*TEARDOWN, "-e", "teardown_swarm=true")
+    assert refused.rc != 0 and "To go on, run again with -e teardown_confirm=yes" in refused.out, refused.out[-2000:]
+    assert "and the swarm itself" in " ".join(refused.out.split()) and "Nothing was changed." in refused.out
+    bad_flag = playbook(*TEARDOWN, "-e", "teardown_confirm=yes", "-e", "teardown_volumes=maybe")
+    assert bad_flag.rc != 0 and "teardown_volumes and teardown_swarm are true or false" in bad_flag.out
+    assert platform() == before
+
+    checked = playbook(*TEARDOWN, "-e", "teardown_confirm=yes", "-e", "teardown_swarm=true", "--check")
+    assert checked.rc == 0 and checked.changed() > 0, checked.out[-3000:]
+    assert platform() == before, "check mode writes nothing"
+
+    try:
+        down = playbook(*TEARDOWN, "-e", "teardown_confirm=yes")
+        assert down.rc == 0, down.out[-4000:]
+        after = platform()
+        assert after == dict(before, stacks=[], secrets=[], configs=[], networks=[]), after
+        left = playbook(*TEARDOWN, "-e", "teardown_confirm=yes", "-e", "teardown_swarm=true")
+        assert left.rc == 0 and left.changed() == 1, left.out[-3000:]  # the node left; nothing else was there
+        assert platform() == dict(after, swarm="inactive")
+        again = playbook(*TEARDOWN, "-e", "teardown_confirm=yes", "-e", "teardown_swarm=true")
+        assert again.rc == 0 and again.changed() == 0, again.out[-3000:]
+    finally:
+        back = playbook("site.yml", *WITH_VAULT)
+    assert back.rc == 0, back.out[-4000:]
+    assert platform()["stacks"] == sorted(STACKS)
+    assert set(catalogue) <= set(products()), "the volumes kept the data"
