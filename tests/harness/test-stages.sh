@@ -47,7 +47,8 @@ for stage in "$@"; do
     for _ in "${!branches[@]}"; do
       wait -n -p pid "${!names[@]}" || status=1
       i=${names[$pid]}
-      echo "===== make test: the output of: ${branches[$i]} ====="
+      read -ra targets <<<"${branches[$i]}"
+      echo "===== make test: the output of: ${targets[*]} ====="
       cat "$logs/$i.log"
       unset "names[$pid]"
     done

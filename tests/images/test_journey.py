@@ -350,6 +350,18 @@ def test_metrics_and_health(journey):
     assert journey.call("GET", "/healthz")[0] == 200
 
 
+def test_a_database_that_cannot_answer_is_a_503_with_retry_after_never_a_500(journey, token):
+    # To product itself: the gateway's limit of this test's user is used up by test_rate_limit_yields_429.
+    product = Client(f"http://{journey.address(journey.apps['product'])}:8080")
+    docker("pause", journey.mariadb)  # MariaDB restarting, as a client sees it: no answer
+    try:
+        status, body, headers = product.call("GET", "/api/products", token=token)
+    finally:
+        docker("unpause", journey.mariadb)
+    assert (status, headers["Retry-After"]) == (503, "5"), body
+    assert product.call("GET", "/api/products", token=token)[0] == 200
+
+
 def test_logs_are_json_and_never_show_a_secret(journey):
     for svc, name in journey.apps.items():
         proc = subprocess.run(["docker", "logs", name], capture_output=True, text=True, check=True)

@@ -491,6 +491,17 @@ def ws_read(read, max_size=1 << 16):
 # --- HTTP server with drain ----------------------------------------------------------------------
 
 
+# MariaDB restarting, or a connection lost: the request is answered 503 with this Retry-After, not
+# 500; the client may send it again. Told apart by the client library's exception classes.
+UNAVAILABLE_ERRORS = {("pymysql.err", "OperationalError"), ("pymysql.err", "InterfaceError")}
+UNAVAILABLE_RETRY_AFTER = "5"
+
+
+def unavailable(exc):
+    """Whether ``exc`` says a dependency cannot answer now (rather than that the service is wrong)."""
+    return (type(exc).__module__, type(exc).__name__) in UNAVAILABLE_ERRORS
+
+
 class HTTPError(Exception):
     def __init__(self, status, message, headers=None):
         super().__init__(message)
@@ -664,11 +675,16 @@ class App:
             handler.send(status, {"error": exc.message}, exc.headers)
         except (BrokenPipeError, ConnectionResetError):
             status = 499
-        except Exception:
-            LOG.exception("unhandled error", extra={"path": path, "method": handler.command})
-            status = 500
+        except Exception as exc:
+            if unavailable(exc):
+                LOG.warning("dependency unavailable", extra={"path": path, "error": type(exc).__name__})
+                status = 503
+                body, headers = {"error": "unavailable for a moment"}, {"Retry-After": UNAVAILABLE_RETRY_AFTER}
+            else:
+                LOG.exception("unhandled error", extra={"path": path, "method": handler.command})
+                status, body, headers = 500, {"error": "internal error"}, None
             with contextlib.suppress(OSError):
-                handler.send(500, {"error": "internal error"})
+                handler.send(status, body, headers)
         finally:
             elapsed = time.monotonic() - start
             with self._cond:

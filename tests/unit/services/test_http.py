@@ -128,6 +128,27 @@ def test_routes_errors_and_metrics(serve):
     assert "shopstream_http_requests_in_flight" in text
 
 
+def test_a_database_that_cannot_answer_is_a_503_with_retry_after(serve):
+    """MariaDB restarting: pymysql's connection errors say "try again", not "internal error"."""
+    lost = type("OperationalError", (Exception,), {"__module__": "pymysql.err"})
+    wrong = type("ProgrammingError", (Exception,), {"__module__": "pymysql.err"})
+
+    def raising(exc):
+        def handler(req):
+            raise exc
+
+        return handler
+
+    app = common.App("test")
+    app.route("GET", "/lost", raising(lost(2013, "Lost connection to MySQL server")))
+    app.route("GET", "/wrong", raising(wrong(1064, "You have an error in your SQL")))
+    serve(app)
+    status, body, headers = request(app, "GET", "/lost")
+    assert (status, json.loads(body), headers["Retry-After"]) == (503, {"error": "unavailable for a moment"}, "5")
+    assert "Lost connection" not in body.decode()
+    assert request(app, "GET", "/wrong")[:2] == (500, b'{"error":"internal error"}')
+
+
 def test_access_log_is_json_without_query_string(capsys):
     common.setup_logging("test")
     app = common.App("test")
