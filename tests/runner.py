@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+LOCAL = ROOT / "inventories" / "local"
 BIN = Path(sys.executable).parent
 RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
@@ -56,3 +57,12 @@ def host_state():
         "swarm": (info.get("LocalNodeState"), info.get("NodeID")),
         "dockerd": Path("/var/run/docker.pid").read_text().strip() if Path("/var/run/docker.pid").exists() else None,
     }
+
+
+def local_vault():
+    """The values of the vault `make deploy` made for inventories/local."""
+    import yaml
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    vault = VaultLib([("default", VaultSecret((LOCAL / ".vault-pass").read_text().strip().encode()))])
+    return yaml.safe_load(vault.decrypt((LOCAL / "group_vars/all/vault.yml").read_bytes()))

@@ -1,10 +1,34 @@
 #!/bin/bash
 # RabbitMQ entrypoint of the ShopStream kit: checks that the definitions file (the users and
 # their password hashes) exists, then execs the server as user rabbitmq; SIGTERM stops the
-# node cleanly.
+# node cleanly. The definitions are the only users: RabbitMQ imports them at boot but never
+# deletes a user, so a job started beside the node deletes, once it has booted, every user the
+# file does not list (a rotated-away password's user, the default guest).
 set -eo pipefail
 
 die() { echo "rabbitmq entrypoint: ERROR: $*" >&2; exit 1; }
+
+prune_users() {
+    local defs=$1 keep deadline user
+    keep=$(grep -o '"name": *"[^"]*"' "$defs" | sed 's/.*"\([^"]*\)"$/\1/')
+    # The node makes the Erlang cookie on its first boot; rabbitmqctl must not make one first.
+    deadline=$((SECONDS + ${RABBITMQ_PRUNE_USERS_WAIT:-600}))
+    until [ -s "$HOME/.erlang.cookie" ] && rabbitmqctl -q await_startup --timeout 30 >/dev/null 2>&1; do
+        [ "$SECONDS" -lt "$deadline" ] || { echo "rabbitmq entrypoint: the node did not boot; no user deleted" >&2; return 0; }
+        sleep 2
+    done
+    rabbitmqctl -q list_users --no-table-headers | while read -r user _tags; do
+        if [ -n "$user" ] && ! printf '%s\n' "$keep" | grep -qxF -- "$user"; then
+            rabbitmqctl -q delete_user "$user" >/dev/null \
+                && echo "rabbitmq entrypoint: deleted user $user, which $defs does not list" >&2
+        fi
+    done
+}
+
+if [ "$1" = "prune-users" ]; then
+    prune_users "$2"
+    exit 0
+fi
 
 if [ "$1" = "rabbitmq-server" ]; then
     # The definitions file in effect: the last definitions.local.path (or load_definitions)
@@ -23,7 +47,9 @@ if [ "$1" = "rabbitmq-server" ]; then
     fi
     if [ "$(id -u)" = 0 ]; then
         find /var/lib/rabbitmq \! -user rabbitmq -exec chown rabbitmq:rabbitmq '{}' +
+        [ -z "$defs" ] || setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups "$0" prune-users "$defs" &
         exec setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups "$@"
     fi
+    [ -z "$defs" ] || "$0" prune-users "$defs" &
 fi
 exec "$@"

@@ -412,17 +412,25 @@ def mounts_any(service, object_ids):
 PREVIOUS_SUFFIX = "_previous"
 
 
-def accepted_by(targets, versions, current, first):
-    """``[(acceptor IDs, replaced IDs)]`` per logical object in ``first``: the IDs of its versions,
-    and the IDs of the versions being replaced of the object it accepts the previous value of
-    (its name without ``_previous``; none when that object is not among the targets)."""
+def accepted_by(targets, versions, current, first, accepts=None):
+    """``[(acceptor IDs, replaced IDs)]`` per logical object in ``first`` and ``accepts``: the IDs of
+    its versions, and the IDs of the versions being replaced of the object it accepts the previous
+    value of (for ``first``, its name without ``_previous``; for ``accepts``, the name it maps to;
+    none when that object is not among the targets)."""
+    accepting = [(logical, logical[: -len(PREVIOUS_SUFFIX)]) for logical in first if logical.endswith(PREVIOUS_SUFFIX)]
+    accepting += list((accepts or {}).items())
     pairs = []
     for kind, names in targets.items():
-        for logical in first:
+        for logical, primary in accepting:
             if logical not in names:
                 continue
-            primary = logical[: -len(PREVIOUS_SUFFIX)] if logical.endswith(PREVIOUS_SUFFIX) else None
-            replaced = {v["ID"] for v in versions[kind].get(primary, []) if v["ID"] != current.get((kind, primary))}
+            replaced = set()
+            for primary_kind in targets:
+                replaced |= {
+                    v["ID"]
+                    for v in versions[primary_kind].get(primary, [])
+                    if v["ID"] != current.get((primary_kind, primary))
+                }
             pairs.append(({v["ID"] for v in versions[kind][logical]}, replaced))
     return pairs
 
@@ -450,7 +458,7 @@ def waves(planned, accepted):
 
 
 def rewire_and_prune(
-    client, targets, keep=3, prune=True, rewire=True, check_mode=False, timeout=300, first=(), poll=1.0
+    client, targets, keep=3, prune=True, rewire=True, check_mode=False, timeout=300, first=(), poll=1.0, accepts=None
 ):
     """Move services onto the target versions, one update per service, then prune unused versions.
 
@@ -489,7 +497,7 @@ def rewire_and_prune(
         planned = rewirer.plan(services, moves)
         # Within a wave every service updates at once (each still rolls one task at a time, as its
         # update config says).
-        for wave in waves(planned, accepted_by(targets, versions, current, first)):
+        for wave in waves(planned, accepted_by(targets, versions, current, first, accepts)):
             if not check_mode and wave:
                 applied = rewirer.apply_together([service["ID"] for service, _spec, _moved in wave], moves)
                 wave = [(service, spec, moved) for (service, _spec, _moved), (spec, moved) in zip(wave, applied)]

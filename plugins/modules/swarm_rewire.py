@@ -47,6 +47,16 @@ options:
     type: list
     elements: str
     default: []
+  accepts:
+    description:
+      - Logical name of an object that accepts the previous value of another object besides its
+        current one, to the logical name of that other object; for a file made from both values
+        (RabbitMQ's definitions, with a user per password, accept the previous V(rabbitmq_password)).
+      - A service that mounts such an object moves before every service that mounts only the other
+        object, as for O(first).
+    type: dict
+    default: {}
+    version_added: 0.3.0
   keep:
     description: Versions kept per object, the current one included (1 or more); versions in use are always kept.
     type: int
@@ -144,6 +154,7 @@ def main():
             secrets=dict(type="dict", default={}, no_log=False),  # names of versions, never content
             configs=dict(type="dict", default={}),
             first=dict(type="list", elements="str", default=[]),
+            accepts=dict(type="dict", default={}),
             keep=dict(type="int", default=3),
             prune=dict(type="bool", default=True),
             timeout=dict(type="int", default=300),
@@ -162,6 +173,7 @@ def main():
             check_mode=module.check_mode,
             timeout=p["timeout"],
             first=p["first"],
+            accepts=p["accepts"],
         )
     except (ObjectError, UpdateFailed) as exc:
         module.fail_json(msg=str(exc))

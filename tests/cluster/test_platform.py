@@ -17,7 +17,9 @@ would give it (images, versioned secret and config names, endpoint and publish m
 the running services (live_stack_vars), so that a run with them is the platform as it is: changed=0.
 """
 
+import datetime
 import http.client
+import itertools
 import json
 import os
 import re
@@ -43,6 +45,7 @@ MIN_REQUESTS = 5000
 # The gateway allows 100 API requests a minute per user (RATE_LIMIT_REQUESTS, fixed window) and 10
 # logins a minute per client address: the API client stays below both, so that a 429 is a failure.
 API_INTERVAL = 0.75
+ORDER_EVERY = 4
 # stack.yml runs here deploy only the stacks these tests change: other stacks' templates may hold
 # work in progress of the same tree that this cluster was not converged with.
 STACK_RUN = ["data", "app"]
@@ -193,7 +196,9 @@ class Load:
     - SPA clients: GET / (the frontend), half on one keep-alive connection each, half on a new
       connection per request.
     - An API client: GET /api/products (gateway -> product -> MariaDB) with a bearer token from
-      POST /api/auth/login, paced below the gateway's rate limit. A 401 is a failure: a token the
+      POST /api/auth/login, paced below the gateway's rate limit; every ORDER_EVERY-th request is
+      POST /api/orders instead (gateway -> order -> product, MariaDB and the outbox RabbitMQ takes
+      events from), for a product the load creates unlisted. A 401 is a failure: a token the
       platform issued stays valid through updates and rotations (the gateway also accepts the
       JWT key before the last rotation).
 
@@ -211,6 +216,8 @@ class Load:
         self.failures = []
         self.threads = []
         self.token = None
+        self.product_id = None
+        self.orders = 0
 
     def _count(self, failure=None, api=False):
         with self.lock:
@@ -228,6 +235,12 @@ class Load:
         resp = conn.getresponse()
         body = resp.read()
         return resp.status, body
+
+    def _post(self, conn, path, data):
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        conn.request("POST", path, body=json.dumps(data), headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
 
     def _spa(self, keepalive):
         conn = self._conn() if keepalive else None
@@ -260,15 +273,22 @@ class Load:
 
     def _api(self):
         conn = self._conn()
-        while not self.stop.is_set():
+        for count in itertools.count(1):
+            if self.stop.is_set():
+                break
             started = time.monotonic()
-            failure = None
+            failure, order = None, count % ORDER_EVERY == 0
+            what = "POST /api/orders" if order else "GET /api/products"
             try:
-                status, body = self._get(conn, "/api/products", {"Authorization": f"Bearer {self.token}"})
+                if order:
+                    status, body = self._post(conn, "/api/orders", {"items": [{"product_id": self.product_id}]})
+                    self.orders += 200 <= status < 300
+                else:
+                    status, body = self._get(conn, "/api/products", {"Authorization": f"Bearer {self.token}"})
                 if not 200 <= status < 300:
-                    failure = f"GET /api/products -> {status} {body[:80]!r}"
+                    failure = f"{what} -> {status} {body[:80]!r}"
             except (OSError, http.client.HTTPException) as exc:
-                failure = f"GET /api/products -> {type(exc).__name__}: {exc}"
+                failure = f"{what} -> {type(exc).__name__}: {exc}"
                 conn.close()
                 conn = self._conn()
             self._count(failure, api=True)
@@ -279,9 +299,13 @@ class Load:
         conn = self._conn()
         try:
             failure = self.login(conn)
+            assert failure is None, f"the demo user cannot log in before the load starts: {failure}"
+            product = {"name": "load test", "price_cents": 100, "stock": 1000, "listed": False}
+            status, body = self._post(conn, "/api/products", product)
+            assert status == 201, f"the load cannot create its product: {status} {body[:200]!r}"
+            self.product_id = json.loads(body)["id"]
         finally:
             conn.close()
-        assert failure is None, f"the demo user cannot log in before the load starts: {failure}"
         self.started = time.monotonic()
         targets = [(self._spa, (True,))] * self.keepalive + [(self._spa, (False,))] * self.fresh + [(self._api, ())]
         self.threads = [threading.Thread(target=fn, args=args, daemon=True) for fn, args in targets]
@@ -313,7 +337,8 @@ def run_under_load(what, action, capsys):
         time.sleep(3)
         load.until(MIN_REQUESTS)
     report = (
-        f"{what}: {load.requests} requests ({load.api_requests} API, {load.logins} logins), "
+        f"{what}: {load.requests} requests ({load.api_requests} API, {load.orders} of them orders, "
+        f"{load.logins} logins), "
         f"{len(load.failures)} failed, {load.seconds:.1f} s of load ({action_seconds:.1f} s of {what})"
     )
     with capsys.disabled():
@@ -369,43 +394,67 @@ def secret_names(service):
     )
 
 
-def test_a_rotation_of_the_jwt_signing_key_and_the_redis_password_drops_no_request(capsys):
-    """rotate_secrets.yml moves those that accept the previous value too first (Redis; the JWT verifiers
-    product, order, notification), then the gateway (a verifier, and Redis's client), then auth, which
-    signs: no token is refused, no connection to Redis is refused for long enough to fail a request."""
-    gateway, auth, redis = "shopstream-app_gateway", "shopstream-app_auth", "shopstream-data_redis"
-    verifiers = {gateway} | {f"shopstream-app_{name}" for name in ("product", "order", "notification")}
-    old = {name: secret_versions(f"shopstream_{name}") for name in ("jwt_signing_key", "redis_password")}
+def update_window(service):
+    """(started, completed) of the service's last update, in seconds since the epoch."""
+    status = inspect("service", service)[0].get("UpdateStatus") or {}
+
+    def seconds(stamp):  # RFC 3339 with up to 9 fraction digits, which datetime does not parse
+        whole, _dot, fraction = stamp.rstrip("Z").partition(".")
+        return datetime.datetime.fromisoformat(whole + "+00:00").timestamp() + float("0." + (fraction or "0"))
+
+    return seconds(status["StartedAt"]), seconds(status["CompletedAt"])
+
+
+def test_a_rotation_of_the_jwt_key_and_the_redis_and_rabbitmq_passwords_drops_no_request(capsys):
+    """rotate_secrets.yml moves those that accept the previous value too first (Redis, given both
+    passwords; RabbitMQ, whose definitions have a user per password; the JWT verifiers product, order,
+    notification), then the clients (the gateway, a verifier and Redis's client; order and
+    notification, RabbitMQ's clients), then auth, which signs: no token is refused, no connection to
+    Redis or RabbitMQ is refused for long enough to fail a request, and the orders placed while
+    RabbitMQ restarts wait in order's outbox."""
+    gateway, auth = "shopstream-app_gateway", "shopstream-app_auth"
+    redis, rabbitmq = "shopstream-data_redis", "shopstream-data_rabbitmq"
+    mq_clients = {f"shopstream-app_{name}" for name in ("order", "notification")}
+    verifiers = {gateway, "shopstream-app_product"} | mq_clients
+    rotated = ("jwt_signing_key", "redis_password", "rabbitmq_password")
+    old = {name: secret_versions(f"shopstream_{name}") for name in rotated}
     assert all(len(versions) == 1 for versions in old.values()), old
     old_values = {name: vault_value(f"vault_shopstream_{name}") for name in old}
     runs = []
 
     def rotate():
-        run = playbook("playbooks/rotate_secrets.yml", "-i", INVENTORY, "-e", "rotate=jwt_signing_key,redis_password")
+        run = playbook("playbooks/rotate_secrets.yml", "-i", INVENTORY, "-e", "rotate=" + ",".join(rotated))
         assert run.rc == 0, run.out[-4000:]
         runs.append(run)
 
-    run_under_load("rotation of the JWT signing key and the Redis password", rotate, capsys)
+    run_under_load("rotation of the JWT signing key, the Redis and the RabbitMQ passwords", rotate, capsys)
 
     report = " ".join(runs[0].out.split())
     rewired = {}
-    for name, previous_consumers in (("jwt_signing_key", verifiers), ("redis_password", {redis})):
+    for name in rotated:
         new = secret_versions(f"shopstream_{name}")
-        previous = secret_versions(f"shopstream_{name}_previous")
         assert len(new) == 1 and new != old[name], f"{name}: one new version; the old one is pruned"
         assert vault_value(f"vault_shopstream_{name}") != old_values[name]
         assert vault_value(f"vault_shopstream_{name}_previous") == old_values[name], "the previous is the one replaced"
-        assert all(previous[0] in secret_names(s) for s in previous_consumers) and len(previous) == 1, name
         line = re.search(rf"{name}: new ([\w-]+), was ([\w-]+); rewired: ([^;]+); pruned: ([\w-]+)", report)
         assert line and line.group(1, 2, 4) == (new[0], old[name][0], old[name][0]), report[-3000:]
         rewired[name] = line.group(3).split(", ")
+    for name, previous_consumers in (("jwt_signing_key", verifiers), ("redis_password", {redis})):
+        previous = secret_versions(f"shopstream_{name}_previous")
+        assert all(previous[0] in secret_names(s) for s in previous_consumers) and len(previous) == 1, name
     assert all(secret_versions("shopstream_jwt_signing_key")[0] in secret_names(s) for s in verifiers | {auth})
     assert all(secret_versions("shopstream_redis_password")[0] in secret_names(s) for s in (gateway, redis))
-    assert {update_state(s) for s in verifiers | {auth, redis}} == {"completed"}
-    # The order the services moved in (each line lists its services in that order).
-    jwt, redis_clients = rewired["jwt_signing_key"], rewired["redis_password"]
-    assert redis_clients == [redis, gateway], f"Redis before its client: {redis_clients}"
-    assert set(jwt[:3]) == verifiers - {gateway} and jwt[3:] == [gateway, auth], f"verifiers, gateway, auth: {jwt}"
+    assert all(secret_versions("shopstream_rabbitmq_password")[0] in secret_names(s) for s in mq_clients)
+    assert secret_versions("shopstream_rabbitmq_definitions")[0] in secret_names(rabbitmq)
+    assert {update_state(s) for s in verifiers | {auth, redis, rabbitmq}} == {"completed"}
+    # The order the services moved in: each server's update was over before its clients' began.
+    windows = {s: update_window(s) for s in verifiers | {auth, redis, rabbitmq}}
+    for server, clients in ((redis, {gateway}), (rabbitmq, mq_clients), (None, {auth})):
+        done = windows[server][1] if server else max(windows[v][1] for v in verifiers)
+        assert all(done < windows[c][0] for c in clients), f"{server or 'the verifiers'} before {clients}: {windows}"
+    assert sorted(rewired["redis_password"]) == sorted([redis, gateway]), rewired
+    assert sorted(rewired["rabbitmq_password"]) == sorted(mq_clients), rewired
+    assert sorted(rewired["jwt_signing_key"]) == sorted(verifiers | {auth}) and rewired["jwt_signing_key"][-1] == auth
     with capsys.disabled():
         print(f"\n    rotate_secrets.yml took {runs[0].seconds:.1f} s", end="")
 

@@ -113,17 +113,19 @@ class Journey:
         # entrypoints too, as root.
         for name in ("db_password", "redis_password", "rabbitmq_password", "jwt_signing_key", "demo_password"):
             self.secret_file(name, s[name], APP_UID)
+        # The user name the services compute from their password: a user per password (rotations).
+        mq_user = "shopstream-" + hashlib.sha256(s["rabbitmq_password"].encode()).hexdigest()[:8]
         definitions = {
             "users": [
                 {
-                    "name": "shopstream",
+                    "name": mq_user,
                     "password_hash": rabbitmq_hash(s["rabbitmq_password"]),
                     "hashing_algorithm": "rabbit_password_hashing_sha256",
                     "tags": [],
                 }
             ],
             "vhosts": [{"name": "/"}],
-            "permissions": [{"user": "shopstream", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}],
+            "permissions": [{"user": mq_user, "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}],
         }
         self.secret_file("rabbitmq_definitions", json.dumps(definitions), RABBITMQ_UID)
         self.mariadb = self.run(
@@ -360,6 +362,36 @@ def test_a_database_that_cannot_answer_is_a_503_with_retry_after_never_a_500(jou
         docker("unpause", journey.mariadb)
     assert (status, headers["Retry-After"]) == (503, "5"), body
     assert product.call("GET", "/api/products", token=token)[0] == 200
+
+
+def test_an_order_is_placed_while_rabbitmq_restarts_and_its_event_follows(journey, token, idle_ws):
+    """The outbox: order writes the event with the order, and its relay publishes it once the broker
+    is back; order and notification stay up ("degraded") meanwhile."""
+    order_api = Client(f"http://{journey.address(journey.apps['order'])}:8080")
+    product_api = Client(f"http://{journey.address(journey.apps['product'])}:8080")
+    item = {"name": "Outbox mug", "price_cents": 500, "stock": 3, "listed": False}
+    status, product, _headers = product_api.call("POST", "/api/products", item, token)
+    assert status == 201, product
+    docker("stop", journey.rabbitmq)
+    try:
+        status, order, _headers = order_api.call(
+            "POST", "/api/orders", {"items": [{"product_id": product["id"], "quantity": 1}]}, token
+        )
+        assert status == 201, order
+        for svc in ("order", "notification"):
+            status, health, _headers = Client(f"http://{journey.address(journey.apps[svc])}:8080").call(
+                "GET", "/healthz"
+            )
+            assert status == 200 and health["checks"]["rabbitmq"].startswith("error"), (svc, health)
+    finally:
+        docker("start", journey.rabbitmq)
+    started, events = time.monotonic(), []
+    while not any(event.get("event_id") == order["event_id"] for event in events):  # earlier orders' may come first
+        opcode, payload = idle_ws.receive(timeout=max(1.0, 240 - (time.monotonic() - started)))
+        assert opcode == 0x1, (opcode, payload)
+        events.append(json.loads(payload))
+    print(f"the event of an order placed while RabbitMQ was stopped came {time.monotonic() - started:.1f} s later")
+    wait_healthy(journey.rabbitmq)
 
 
 def test_logs_are_json_and_never_show_a_secret(journey):

@@ -68,22 +68,28 @@ def redis_command(host, *args, password=None):
         return replies[-1]
 
 
-def rabbit_definitions(user, password):
-    """A RabbitMQ definitions file with one administrator (salted SHA-256, RabbitMQ's format)."""
-    salt = os.urandom(4)
-    digest = hashlib.sha256(salt + password.encode()).digest()
+def rabbit_definitions(users):
+    """A RabbitMQ definitions file of administrators, user -> password (salted SHA-256, RabbitMQ's format)."""
+
+    def password_hash(password):
+        salt = os.urandom(4)
+        return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
     return json.dumps(
         {
             "users": [
                 {
                     "name": user,
-                    "password_hash": base64.b64encode(salt + digest).decode(),
+                    "password_hash": password_hash(password),
                     "hashing_algorithm": "rabbit_password_hashing_sha256",
                     "tags": ["administrator"],
                 }
+                for user, password in users.items()
             ],
             "vhosts": [{"name": "/"}],
-            "permissions": [{"user": user, "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}],
+            "permissions": [
+                {"user": user, "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"} for user in users
+            ],
         }
     )
 
@@ -122,7 +128,7 @@ def start_redis(containers, ref, volume):
 
 
 def start_rabbitmq(containers, ref, volume):
-    secrets = containers.secrets(definitions=rabbit_definitions("shop", PASSWORD))
+    secrets = containers.secrets(definitions=rabbit_definitions({"shop": PASSWORD}))
     return containers.run(
         ref,
         mounts=[
@@ -369,6 +375,43 @@ def test_rabbitmq_takes_its_users_from_the_definitions_file(containers, kit_ref)
     assert status == 200 and json.loads(body)["name"] == "shop"
     assert http(api, auth=("shop", "wrong"))[0] == 401
     assert http(api, auth=("guest", "guest"))[0] == 401, "guest logs in from outside the container"
+
+
+def test_rabbitmq_keeps_only_the_users_its_definitions_list(containers, kit_ref):
+    """A rotation: the definitions list the previous password's user beside the current one, then the
+    current one alone; after each boot exactly their users exist (guest, never listed, is deleted)."""
+    old, new = {"shop-0ld": "old-" + PASSWORD}, {"shop-n3w": PASSWORD}
+    secrets = containers.secrets(definitions=rabbit_definitions({**old, **new}))
+    definitions = os.path.join(secrets, "definitions")
+    name = containers.run(
+        kit_ref("rabbitmq"),
+        mounts=[(definitions, "/etc/rabbitmq/definitions.json", "ro"), (containers.volume(), "/var/lib/rabbitmq")],
+    )
+    containers.wait_healthy(name, HEALTH_TIMEOUT["rabbitmq"])
+    api = f"http://{containers.ip(name)}:15672/api/whoami"
+
+    def users(expected):
+        deadline, listed = time.monotonic() + 90, None
+        while time.monotonic() < deadline:
+            listed = sorted(
+                containers.exec(name, "rabbitmqctl", "-q", "list_users", "--no-table-headers").stdout.split()[::2]
+            )
+            if listed == sorted(expected):
+                return
+            time.sleep(1)
+        raise AssertionError(f"users {listed}, expected {sorted(expected)}:\n{containers.logs(name)[-3000:]}")
+
+    users([*old, *new])
+    for user, password in {**old, **new}.items():
+        assert http(api, auth=(user, password))[0] == 200, user
+    with open(definitions, "w", encoding="utf-8") as handle:  # the same file (bind-mounted), rewritten
+        handle.write(rabbit_definitions(new))
+    containers.restart(name)
+    containers.wait_healthy(name, HEALTH_TIMEOUT["rabbitmq"])
+    users(new)
+    assert http(api, auth=("shop-n3w", PASSWORD))[0] == 200
+    assert http(api, auth=("shop-0ld", "old-" + PASSWORD))[0] == 401
+    assert "deleted user shop-0ld" in containers.logs(name)
 
 
 def test_rabbitmq_refuses_to_start_without_its_definitions(containers, kit_ref):

@@ -4,6 +4,7 @@ import json
 import sys
 
 import pytest
+from runner import LOCAL, docker
 
 
 @pytest.fixture
@@ -113,3 +114,15 @@ def platform_images():
         assert found.returncode == 0, f"{service}: the platform is not deployed here ({found.stderr.strip()})"
         images[component] = found.stdout.strip()
     return images
+
+
+@pytest.fixture(scope="module")
+def deployed():
+    """Skips unless the platform `make deploy` made (inventories/local) runs on this host."""
+    if docker("info").returncode != 0:
+        pytest.skip("the Docker engine does not answer")
+    if not (LOCAL / ".vault-pass").exists():
+        pytest.skip("inventories/local has no vault: run `make deploy` first")
+    for service in ("shopstream-app_frontend", "shopstream-monitoring_alertmanager"):
+        if docker("service", "inspect", service).returncode != 0:
+            pytest.skip(f"{service} is not deployed: run `make deploy` first")

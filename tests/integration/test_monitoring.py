@@ -10,15 +10,10 @@ the inventory's receivers back and removes the webhook.
 import json
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
-import yaml
-from ansible.parsing.vault import VaultLib, VaultSecret
-from runner import docker, playbook
+from runner import LOCAL, docker, local_vault, playbook
 
-ROOT = Path(__file__).resolve().parents[2]
-LOCAL = ROOT / "inventories" / "local"
 ROTATE = (
     "playbooks/rotate_configs.yml",
     "-i",
@@ -57,21 +52,6 @@ request = urllib.request.Request("http://alertmanager:9093/api/v2/alerts", data=
 request.add_header("Authorization", "Basic " + base64.b64encode(b"prometheus:" + password.encode()).decode())
 print(urllib.request.urlopen(request, timeout=10).status)
 """
-
-
-@pytest.fixture(scope="module")
-def deployed():
-    if docker("info").returncode != 0:
-        pytest.skip("the Docker engine does not answer")
-    if not (LOCAL / ".vault-pass").exists():
-        pytest.skip("inventories/local has no vault: run `make deploy` first")
-    if docker("service", "inspect", ALERTMANAGER).returncode != 0:
-        pytest.skip(f"{ALERTMANAGER} is not deployed: run `make deploy` first")
-
-
-def local_vault():
-    vault = VaultLib([("default", VaultSecret((LOCAL / ".vault-pass").read_text().strip().encode()))])
-    return yaml.safe_load(vault.decrypt((LOCAL / "group_vars/all/vault.yml").read_bytes()))
 
 
 def service_image(service):

@@ -8,36 +8,15 @@ shop has the products it had.
 """
 
 import json
-from pathlib import Path
 
-import pytest
-import yaml
-from ansible.parsing.vault import VaultLib, VaultSecret
-from runner import docker, playbook
+from runner import LOCAL, docker, local_vault, playbook
 
 from ansible_collections.shopstream.swarm.plugins.module_utils._journey import Client
 
-ROOT = Path(__file__).resolve().parents[2]
-LOCAL = ROOT / "inventories" / "local"
 WITH_VAULT = ("-i", "inventories/local", "--vault-password-file", str(LOCAL / ".vault-pass"))
 TEARDOWN = ("playbooks/teardown.yml", *WITH_VAULT)
 STACKS = ("shopstream-data", "shopstream-app", "shopstream-edge", "shopstream-monitoring")
 NETWORKS = ("traefik-public", "frontend", "backend", "data", "monitoring", "cache", "queue")
-
-
-@pytest.fixture(scope="module")
-def deployed():
-    if docker("info").returncode != 0:
-        pytest.skip("the Docker engine does not answer")
-    if not (LOCAL / ".vault-pass").exists():
-        pytest.skip("inventories/local has no vault: run `make deploy` first")
-    if docker("service", "inspect", "shopstream-app_frontend").returncode != 0:
-        pytest.skip("the platform is not deployed: run `make deploy` first")
-
-
-def local_vault():
-    vault = VaultLib([("default", VaultSecret((LOCAL / ".vault-pass").read_text().strip().encode()))])
-    return yaml.safe_load(vault.decrypt((LOCAL / "group_vars/all/vault.yml").read_bytes()))
 
 
 def products():

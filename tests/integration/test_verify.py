@@ -15,30 +15,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ansible.parsing.vault import VaultLib, VaultSecret
-from runner import docker, playbook
+from runner import LOCAL, docker, local_vault, playbook
 
 from ansible_collections.shopstream.swarm.plugins.module_utils._local_ca import issue_ca
 
 ROOT = Path(__file__).resolve().parents[2]
-LOCAL = ROOT / "inventories" / "local"
 VERIFY = ("playbooks/verify.yml", "-i", "inventories/local", "--vault-password-file", str(LOCAL / ".vault-pass"))
 FRONTEND = "shopstream-app_frontend"
-
-
-@pytest.fixture(scope="module")
-def deployed():
-    if docker("info").returncode != 0:
-        pytest.skip("the Docker engine does not answer")
-    if not (LOCAL / ".vault-pass").exists():
-        pytest.skip("inventories/local has no vault: run `make deploy` first")
-    if docker("service", "inspect", FRONTEND).returncode != 0:
-        pytest.skip(f"{FRONTEND} is not deployed: run `make deploy` first")
-
-
-def local_vault():
-    vault = VaultLib([("default", VaultSecret((LOCAL / ".vault-pass").read_text().strip().encode()))])
-    return yaml.safe_load(vault.decrypt((LOCAL / "group_vars/all/vault.yml").read_bytes()))
 
 
 def edge(host="127.0.0.1"):

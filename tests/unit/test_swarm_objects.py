@@ -577,6 +577,31 @@ def test_servers_move_before_their_clients_and_a_client_that_verifies_moves_once
     assert sorted(ends) == sorted(starts)
 
 
+def test_a_server_whose_file_accepts_the_previous_value_moves_before_the_clients_of_the_value(engine):
+    """rotate=rabbitmq_password: RabbitMQ mounts no `_previous` secret but a definitions file made from
+    both passwords (accepts maps it to the password); it moves before order and notification."""
+    for logical, old_id in (("amqp", "a"), ("amqp_definitions", "d")):
+        engine.routes[("GET", label_query(SECRET, logical))] = (200, [
+            version(f"{old_id}2", f"{logical}_2", "2026-02", logical=logical),
+            version(f"{old_id}1", f"{logical}_1", "2026-01", logical=logical)])  # fmt: skip
+    services = [service("order", secrets=[("a1", "amqp_1", "amqp")]),
+                service("notification", secrets=[("a1", "amqp_1", "amqp")]),
+                service("rabbitmq", secrets=[("d1", "amqp_definitions_1", "definitions.json")])]  # fmt: skip
+    swarm = SwarmOfServices(engine, services)
+    client = DockerClient("unix://" + engine.server_address, timeout=3)
+    targets = {SECRET: {"amqp": "amqp_2", "amqp_definitions": "amqp_definitions_2"}}
+    accepts = {"amqp_definitions": "amqp"}
+    planned = rewire_and_prune(client, targets, prune=False, check_mode=True, accepts=accepts)["rewired"]
+    assert [r["service"] for r in planned] == ["rabbitmq", "order", "notification"]
+    as_listed = rewire_and_prune(client, targets, prune=False, check_mode=True)["rewired"]
+    assert [r["service"] for r in as_listed] == ["order", "notification", "rabbitmq"]
+
+    rewire_and_prune(client, targets, prune=False, timeout=5, poll=0.01, accepts=accepts)
+    assert swarm.log.index(("end", "rabbitmq")) < min(
+        swarm.log.index(("start", name)) for name in ("order", "notification")
+    ), swarm.log
+
+
 def test_a_failed_update_in_a_wave_names_it_after_the_others_end_and_stops_the_next_wave(engine):
     swarm, rotate = jwt_consumers(engine, ends={"order": "rollback_completed"})
     with pytest.raises(UpdateFailed, match=r"service order did not complete: rollback_completed") as failure:

@@ -812,16 +812,22 @@ def redis_client():
     )
 
 
+def rabbitmq_user(prefix, password):
+    """The broker user of a password: ``<prefix>-<first 8 hex digits of its SHA-256>``. Each password
+    is a user of its own, so that RabbitMQ (one password per user) takes the previous and the current
+    password while a rotation moves the clients (the collection's definitions secret makes both)."""
+    return f"{prefix}-{hashlib.sha256(password.encode()).hexdigest()[:8]}"
+
+
 def rabbitmq_parameters():
     import pika
 
+    password = read_secret("RABBITMQ_PASSWORD_FILE", "rabbitmq_password")
     return pika.ConnectionParameters(
         host=env("RABBITMQ_HOST", "rabbitmq"),
         port=env_int("RABBITMQ_PORT", 5672, 1),
         virtual_host=env("RABBITMQ_VHOST", "/"),
-        credentials=pika.PlainCredentials(
-            env("RABBITMQ_USER", "shopstream"), read_secret("RABBITMQ_PASSWORD_FILE", "rabbitmq_password")
-        ),
+        credentials=pika.PlainCredentials(rabbitmq_user(env("RABBITMQ_USER", "shopstream"), password), password),
         heartbeat=30,
         blocked_connection_timeout=10,
         connection_attempts=1,

@@ -94,7 +94,10 @@ def build():
         if not state["connected"]:
             raise ConnectionError("not consuming from RabbitMQ")
 
-    app.health_checks["rabbitmq"] = rabbit_ok
+    # Connected WebSockets stay while RabbitMQ is away (a rotation or a restart of the broker): the
+    # consumer reconnects and /healthz is "degraded", not failing, so neither Traefik nor Swarm drops
+    # a replica for it.
+    app.optional_checks["rabbitmq"] = rabbit_ok
 
     def consume():
         import pika

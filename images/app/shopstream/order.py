@@ -1,6 +1,10 @@
-"""order: POST /api/orders prices the items through product, mocks inventory and payment, writes the order to
-MariaDB and publishes an order.created event to RabbitMQ (with publisher confirms) before committing it."""
+"""order: POST /api/orders prices the items through product, mocks inventory and payment, and writes the order
+and its order.created event to MariaDB in one transaction (a transactional outbox). A relay thread publishes
+the outbox to RabbitMQ with publisher confirms and deletes what the broker confirmed: an order is placed
+while RabbitMQ restarts (a rotation, a fault), and its event follows once the broker is back (at least
+once; the event id is the message id)."""
 
+import contextlib
 import json
 import logging
 import threading
@@ -11,7 +15,8 @@ import uuid
 from . import common
 
 LOG = logging.getLogger("shopstream.order")
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS orders (
   id INT AUTO_INCREMENT PRIMARY KEY,
   username VARCHAR(64) NOT NULL,
@@ -22,7 +27,16 @@ CREATE TABLE IF NOT EXISTS orders (
   created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
   KEY by_user (username)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
-"""
+""",
+    """
+CREATE TABLE IF NOT EXISTS order_outbox (
+  seq BIGINT AUTO_INCREMENT PRIMARY KEY,
+  event JSON NOT NULL,
+  created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
+""",
+)
+RELAY_BATCH = 50
 
 
 def validate(data):
@@ -106,26 +120,96 @@ class Publisher:
             self._close()
 
 
+class Relay:
+    """Publishes the outbox in order of placement: a batch is locked (SKIP LOCKED: the relays of the
+    other replicas take the next rows), published with confirms, and deleted in the same transaction.
+    A broker that refuses or is away rolls the batch back; the relay retries with a capped backoff."""
+
+    def __init__(self, db, publisher, app):
+        self.db, self.publisher, self.app, self.wake = db, publisher, app, threading.Event()
+        self.failing = False
+
+    def kick(self):
+        self.wake.set()
+
+    def drain(self):
+        """Publish every outbox row there is; returns how many."""
+        sent = 0
+        conn = common.mysql_connect(self.db)
+        try:
+            while True:
+                with conn.cursor() as cur:
+                    cur.execute(
+                        "SELECT seq, event FROM order_outbox ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED",
+                        (RELAY_BATCH,),
+                    )
+                    rows = cur.fetchall()
+                    if not rows:
+                        conn.commit()
+                        return sent
+                    for row in rows:
+                        self.publisher.publish(json.loads(row["event"]))
+                    cur.execute(
+                        f"DELETE FROM order_outbox WHERE seq IN ({', '.join(['%s'] * len(rows))})",  # noqa: S608
+                        [row["seq"] for row in rows],
+                    )
+                conn.commit()
+                sent += len(rows)
+                self.app.metrics.inc(
+                    "shopstream_order_events_published_total", "Order events the broker confirmed.", len(rows)
+                )
+        except Exception:
+            with contextlib.suppress(Exception):  # a connection that is gone has nothing to roll back
+                conn.rollback()
+            raise
+        finally:
+            conn.close()
+
+    def run(self):
+        delay = 0.5
+        while not self.app.stopping.is_set():
+            self.wake.wait(delay if self.failing else 1.0)
+            self.wake.clear()
+            if not self.app.ready.is_set():
+                continue
+            try:
+                sent = self.drain()
+            except Exception as exc:  # noqa: BLE001 - the broker or the database is away: retry
+                self.app.metrics.inc("shopstream_order_events_failed_total", "Outbox batches not published (retried).")
+                LOG.warning(
+                    "outbox not published, retrying", extra={"error": f"{type(exc).__name__}: {exc}", "retry_s": delay}
+                )
+                self.failing, delay = True, min(10.0, delay * 2)
+                continue
+            if self.failing:
+                LOG.info("outbox published again", extra={"events": sent})
+            self.failing, delay = False, 0.5
+
+
 def build():
     db = common.mysql_config()
     product_url = f"http://{common.env('PRODUCT_HOST', 'product')}:{common.env_int('PRODUCT_PORT', 8080, 1)}"
     publisher = Publisher(common.rabbitmq_parameters())
     app = common.App("order", verify_token=common.token_verifier())
     app.health_checks["mariadb"] = lambda: common.mysql_ping(db)
-    app.health_checks["rabbitmq"] = publisher.ping
+    # Orders are placed without the broker (the outbox keeps their events): /healthz is "degraded",
+    # not failing, while RabbitMQ is away, so Traefik keeps every order replica.
+    app.optional_checks["rabbitmq"] = publisher.ping
+    relay = Relay(db, publisher, app)
     app.on_stop.append(publisher.close)
 
     def init():
         conn = common.mysql_connect(db)
         try:
             with conn.cursor() as cur:
-                cur.execute(SCHEMA)
+                for statement in SCHEMA:
+                    cur.execute(statement)
             conn.commit()
         finally:
             conn.close()
-        publisher.ping()  # declares the exchange and queue
-        LOG.info("schema and topology ready")
+        LOG.info("schema ready")
         app.ready.set()
+        relay.kick()
 
     def fetch_product(pid, token):
         """The product, asked for with the caller's own token (product verifies it too)."""
@@ -164,17 +248,12 @@ def build():
                     "total_cents": total,
                     "status": "confirmed",
                 }
-            event = common.make_order_event(order)
-            try:
-                publisher.publish(event)
-            except Exception:
-                conn.rollback()
-                LOG.exception("event not published, order rolled back", extra={"user": req.user})
-                app.metrics.inc("shopstream_order_events_failed_total", "Order events the broker did not confirm.")
-                raise common.HTTPError(503, "order not placed: the event broker is unavailable") from None
+                event = common.make_order_event(order)
+                cur.execute("INSERT INTO order_outbox (event) VALUES (%s)", (json.dumps(event, separators=(",", ":")),))
             conn.commit()
         finally:
             conn.close()
+        relay.kick()
         app.metrics.inc("shopstream_orders_created_total", "Orders placed.")
         LOG.info("order placed", extra={"order_id": order["id"], "user": req.user, "event_id": event["id"]})
         return 201, {**order, "payment_ref": payment_ref, "event_id": event["id"]}
@@ -201,4 +280,5 @@ def build():
     app.route("POST", "/api/orders", create_order, user=True)
     app.route("GET", "/api/orders", list_orders, user=True)
     threading.Thread(target=common.retry_forever, args=("startup", init, app.stopping), daemon=True).start()
+    threading.Thread(target=relay.run, daemon=True).start()
     return app
