@@ -106,14 +106,19 @@ class Publisher:
                     if attempt == 2:
                         raise
 
-    def ping(self):
-        with self.lock:
-            try:
-                self._open()
-                self.conn.process_data_events(0)
-            except Exception:
-                self._close()
-                raise
+    def ping(self, wait=1.0):
+        """Open (or check) the connection; raises when the broker does not answer. Waits at most
+        ``wait`` seconds for the relay's publishing (a health check must answer in time)."""
+        if not self.lock.acquire(timeout=wait):
+            raise TimeoutError("the relay is still publishing")
+        try:
+            self._open()
+            self.conn.process_data_events(0)
+        except Exception:
+            self._close()
+            raise
+        finally:
+            self.lock.release()
 
     def close(self):
         with self.lock:
