@@ -17,7 +17,7 @@ RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+f
 class Run:
     def __init__(self, proc, seconds):
         self.rc = proc.returncode
-        self.out = proc.stdout + proc.stderr
+        self.out = proc.stdout + (proc.stderr or "")
         self.seconds = seconds
         self.recap = {
             m[1]: {"ok": int(m[2]), "changed": int(m[3]), "unreachable": int(m[4]), "failed": int(m[5])}
@@ -28,8 +28,9 @@ class Run:
         return sum(h["changed"] for h in self.recap.values())
 
 
-def playbook(*args, env=None):
-    """Run ansible-playbook from the repo root with the repo's ansible.cfg."""
+def playbook(*args, env=None, interleaved=False):
+    """Run ansible-playbook from the repo root with the repo's ansible.cfg; ``interleaved``: its
+    stderr (warnings) in its stdout, in the order they were written."""
     cmd = [str(BIN / "ansible-playbook"), *map(str, args)]
     full_env = dict(
         os.environ,
@@ -39,7 +40,8 @@ def playbook(*args, env=None):
         **(env or {}),
     )
     start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=1800, check=False)
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT} if interleaved else {"capture_output": True}
+    proc = subprocess.run(cmd, cwd=ROOT, env=full_env, text=True, timeout=1800, check=False, **streams)
     return Run(proc, time.monotonic() - start)
 
 

@@ -73,6 +73,17 @@ def apply(current, specs, generated, rotated, make=generate):
     return updated, carried
 
 
+def retired(updated, keys, exclude=()):
+    """Make ``<key>_previous`` the current value for each of ``keys`` (in ``updated``, in place) where
+    it is another; returns the ``<key>_previous`` keys it rewrote."""
+    rewritten = []
+    for key in keys:
+        if updated.get(key) and updated.get(previous_key(key)) != updated[key] and previous_key(key) not in exclude:
+            updated[previous_key(key)] = updated[key]
+            rewritten.append(previous_key(key))
+    return rewritten
+
+
 TLS_KEYS = ("certificate", "key", "ca_certificate", "ca_key")
 
 
@@ -105,7 +116,7 @@ def plan_tls(current, tls, now=None):
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("path", "password_file", "values", "rotate", "tls"))
+    _VALID_ARGS = frozenset(("path", "password_file", "values", "rotate", "retire", "tls"))
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -114,6 +125,7 @@ class ActionModule(ActionBase):
         password_file = args.get("password_file")
         specs = args.get("values") or {}
         rotate = args.get("rotate") or []
+        retire = args.get("retire") or []
         tls = args.get("tls") or None
         if not path or not password_file:
             return dict(result, failed=True, msg="vault_values needs path and password_file.")
@@ -124,6 +136,10 @@ class ActionModule(ActionBase):
                 failed=True,
                 msg=f"Cannot rotate {', '.join(unknown)}: not among the platform's secrets ({', '.join(specs)}).",
             )
+        not_kept = [k for k in retire if not (specs.get(k) or {}).get("keep_previous")]
+        if not_kept:
+            msg = f"Cannot retire the previous value of {', '.join(not_kept)}: not a keep_previous secret of values."
+            return dict(result, failed=True, msg=msg)
         bad = [k for k, s in specs.items() if s.get("alphabet", "alnum") not in ALPHABETS]
         if bad:
             msg = f"Unknown alphabet for {', '.join(bad)}; use one of {list(ALPHABETS)}."
@@ -146,6 +162,7 @@ class ActionModule(ActionBase):
 
         generated, rotated = plan(current, specs, rotate)
         updated, carried = apply(current, specs, generated, rotated)
+        carried += retired(updated, retire, exclude=carried)
         issued, reason = plan_tls(current, tls) if tls else ({}, None)
         updated.update(issued)
         generated += sorted(issued)

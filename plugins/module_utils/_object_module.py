@@ -69,6 +69,9 @@ class VersionedObject:
             check_mode=self.module.check_mode,
             timeout=p["timeout"],
         )
+        for warning in outcome.pop("warnings"):
+            self.module.warn(warning)
+        outcome.pop("waves")
         after = ([name] if created else []) + [
             n for n in before if n not in {entry["name"] for entry in outcome["pruned"]}
         ]

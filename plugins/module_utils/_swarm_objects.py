@@ -457,6 +457,29 @@ def waves(planned, accepted):
     return [[planned[i] for i in range(len(planned)) if order[i] == wave] for wave in sorted(set(order))]
 
 
+def refusing_moves(planned):
+    """Warnings for the planned moves that refuse connections: a service publishing ports in host
+    mode from a single task (one replica, or global) can only stop that task before it starts the
+    new one, so its ports refuse connections while it restarts (an edge on one node)."""
+    warnings = []
+    for service, spec, moved in planned:
+        if not moved:
+            continue
+        ports = ((spec.get("EndpointSpec") or service.get("Endpoint", {}).get("Spec") or {}).get("Ports")) or []
+        host = sorted(
+            {p.get("PublishedPort") for p in ports if p.get("PublishMode") == "host" and p.get("PublishedPort")}
+        )
+        mode = spec.get("Mode") or {}
+        single = "Global" in mode or int((mode.get("Replicated") or {}).get("Replicas", 1) or 0) <= 1
+        if host and single:
+            warnings.append(
+                f"{spec['Name']} publishes port(s) {', '.join(map(str, host))} in host mode from one task per node: "
+                "moving it stops that task before its new one starts, so those ports refuse connections for the "
+                "seconds it takes to restart. An edge on one node cannot avoid it; clients retry or reconnect."
+            )
+    return warnings
+
+
 def rewire_and_prune(
     client, targets, keep=3, prune=True, rewire=True, check_mode=False, timeout=300, first=(), poll=1.0, accepts=None
 ):
@@ -483,7 +506,7 @@ def rewire_and_prune(
             current[(kind, logical)] = match[0]["ID"] if match else PLACEHOLDER_ID
 
     services = list_services(client) if targets else []
-    rewired = []
+    rewired, warnings, moved_in_waves = [], [], []
     if rewire:
         moves = {
             kind: {
@@ -495,6 +518,7 @@ def rewire_and_prune(
             for kind, names in targets.items()
         }
         planned = rewirer.plan(services, moves)
+        warnings = refusing_moves(planned)
         # Within a wave every service updates at once (each still rolls one task at a time, as its
         # update config says).
         for wave in waves(planned, accepted_by(targets, versions, current, first, accepts)):
@@ -507,6 +531,9 @@ def rewire_and_prune(
                     rewired.append(
                         {"service": spec["Name"], "moved": {k: [list(m) for m in v] for k, v in moved.items()}}
                     )
+            names = [spec["Name"] for _service, spec, moved in wave if moved]
+            if names:
+                moved_in_waves.append(names)
         if rewired and not check_mode:
             services = list_services(client)
 
@@ -529,7 +556,14 @@ def rewire_and_prune(
                             "services": refs[version["ID"]],
                         }
                     )
-    return {"rewired": rewired, "pruned": pruned, "in_use": in_use, "events": events}
+    return {
+        "rewired": rewired,
+        "waves": moved_in_waves,
+        "pruned": pruned,
+        "in_use": in_use,
+        "events": events,
+        "warnings": warnings,
+    }
 
 
 def ensure_version(client, kind, logical, data, hash_key=None, labels=None, check_mode=False):

@@ -119,6 +119,13 @@ rewired:
   sample:
     - service: shop_gateway
       moved: {secret: [[shopstream_jwt_key_5d0c8e1f2a3b, shopstream_jwt_key_77e0a9b1c2d3]]}
+waves:
+  description: The services updated, wave by wave, in the order the waves ran (would run, in check mode).
+  returned: always
+  type: list
+  elements: list
+  sample: [[shop_redis, shop_product], [shop_gateway], [shop_auth]]
+  version_added: 0.3.0
 pruned:
   description: Versions removed, as C(kind), C(object) and C(name).
   returned: always
@@ -179,6 +186,8 @@ def main():
         module.fail_json(msg=str(exc))
     except DockerAPIError as exc:
         module.fail_json(msg=f"The Docker daemon refused a request while rewiring services: {exc}")
+    for warning in result.pop("warnings"):
+        module.warn(warning)
     module.exit_json(changed=bool(result["rewired"] or result["pruned"]), **result)
 
 

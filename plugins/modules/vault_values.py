@@ -45,6 +45,15 @@ options:
     type: list
     elements: str
     default: []
+  retire:
+    description:
+      - Keys with C(keep_previous) whose C(<key>_previous) no consumer needs any more (every client
+        of a server moved to the current value). C(<key>_previous) becomes the current value, so the
+        server stops accepting the replaced one once it moves onto it.
+    type: list
+    elements: str
+    default: []
+    version_added: 0.3.0
   tls:
     description:
       - A private CA and a server certificate for the platform's edge, kept in the vault, for an

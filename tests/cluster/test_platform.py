@@ -17,7 +17,7 @@ would give it (images, versioned secret and config names, endpoint and publish m
 the running services (live_stack_vars), so that a run with them is the platform as it is: changed=0.
 """
 
-import datetime
+import hashlib
 import http.client
 import itertools
 import json
@@ -402,15 +402,11 @@ def secret_names(service):
     )
 
 
-def update_window(service):
-    """(started, completed) of the service's last update, in seconds since the epoch."""
-    status = inspect("service", service)[0].get("UpdateStatus") or {}
-
-    def seconds(stamp):  # RFC 3339 with up to 9 fraction digits, which datetime does not parse
-        whole, _dot, fraction = stamp.rstrip("Z").partition(".")
-        return datetime.datetime.fromisoformat(whole + "+00:00").timestamp() + float("0." + (fraction or "0"))
-
-    return seconds(status["StartedAt"]), seconds(status["CompletedAt"])
+def exec_in(service, *command, check=True):
+    """Run a command in the container of the service's (first) running task, on its node."""
+    task, node = running_tasks(service)[0][:2]
+    container = node_exec(node, "docker", "ps", "-q", "--filter", f"label=com.docker.swarm.task.id={task}").strip()
+    return node_exec(node, "docker", "exec", container, *command, check=check)
 
 
 def test_a_rotation_of_the_jwt_key_and_the_redis_and_rabbitmq_passwords_drops_no_request(capsys):
@@ -419,7 +415,8 @@ def test_a_rotation_of_the_jwt_key_and_the_redis_and_rabbitmq_passwords_drops_no
     notification), then the clients (the gateway, a verifier and Redis's client; order and
     notification, RabbitMQ's clients), then auth, which signs: no token is refused, no connection to
     Redis or RabbitMQ is refused for long enough to fail a request, and the orders placed while
-    RabbitMQ restarts wait in order's outbox."""
+    RabbitMQ restarts wait in order's outbox. Then Redis and RabbitMQ move onto the new password
+    alone: the replaced one is refused."""
     gateway, auth = "shopstream-app_gateway", "shopstream-app_auth"
     redis, rabbitmq = "shopstream-data_redis", "shopstream-data_rabbitmq"
     mq_clients = {f"shopstream-app_{name}" for name in ("order", "notification")}
@@ -438,33 +435,46 @@ def test_a_rotation_of_the_jwt_key_and_the_redis_and_rabbitmq_passwords_drops_no
     run_under_load("rotation of the JWT signing key, the Redis and the RabbitMQ passwords", rotate, capsys)
 
     report = " ".join(runs[0].out.split())
-    rewired = {}
+    new_values = {name: vault_value(f"vault_shopstream_{name}") for name in rotated}
     for name in rotated:
         new = secret_versions(f"shopstream_{name}")
         assert len(new) == 1 and new != old[name], f"{name}: one new version; the old one is pruned"
-        assert vault_value(f"vault_shopstream_{name}") != old_values[name]
-        assert vault_value(f"vault_shopstream_{name}_previous") == old_values[name], "the previous is the one replaced"
+        assert new_values[name] != old_values[name]
         line = re.search(rf"{name}: new ([\w-]+), was ([\w-]+); rewired: ([^;]+); pruned: ([\w-]+)", report)
         assert line and line.group(1, 2, 4) == (new[0], old[name][0], old[name][0]), report[-3000:]
-        rewired[name] = line.group(3).split(", ")
+    # The JWT verifiers keep the replaced key (the tokens it signed stay valid until they expire);
+    # Redis and RabbitMQ were moved again onto the new password alone.
+    previous = {name: vault_value(f"vault_shopstream_{name}_previous") for name in rotated}
+    wanted = dict(new_values, jwt_signing_key=old_values["jwt_signing_key"])
+    assert previous == wanted, "the previous values: the replaced JWT key, the current passwords"
     for name, previous_consumers in (("jwt_signing_key", verifiers), ("redis_password", {redis})):
-        previous = secret_versions(f"shopstream_{name}_previous")
-        assert all(previous[0] in secret_names(s) for s in previous_consumers) and len(previous) == 1, name
+        versions = secret_versions(f"shopstream_{name}_previous")
+        assert all(versions[0] in secret_names(s) for s in previous_consumers) and len(versions) == 1, name
     assert all(secret_versions("shopstream_jwt_signing_key")[0] in secret_names(s) for s in verifiers | {auth})
     assert all(secret_versions("shopstream_redis_password")[0] in secret_names(s) for s in (gateway, redis))
     assert all(secret_versions("shopstream_rabbitmq_password")[0] in secret_names(s) for s in mq_clients)
     assert secret_versions("shopstream_rabbitmq_definitions")[0] in secret_names(rabbitmq)
     assert {update_state(s) for s in verifiers | {auth, redis, rabbitmq}} == {"completed"}
-    # The order the services moved in: each server's update was over before its clients' began.
-    windows = {s: update_window(s) for s in verifiers | {auth, redis, rabbitmq}}
-    for server, clients in ((redis, {gateway}), (rabbitmq, mq_clients), (None, {auth})):
-        done = windows[server][1] if server else max(windows[v][1] for v in verifiers)
-        assert all(done < windows[c][0] for c in clients), f"{server or 'the verifiers'} before {clients}: {windows}"
-    assert sorted(rewired["redis_password"]) == sorted([redis, gateway]), rewired
-    assert sorted(rewired["rabbitmq_password"]) == sorted(mq_clients), rewired
-    assert sorted(rewired["jwt_signing_key"]) == sorted(verifiers | {auth}) and rewired["jwt_signing_key"][-1] == auth
+    # The waves of the rotation's move (the first report; the second is the servers' move alone).
+    waves = re.search(r"moved in waves: ([^\"]+)\"", report)
+    assert waves, report[-3000:]
+    wave = {service: i for i, names in enumerate(waves.group(1).split(" | ")) for service in names.split(", ")}
+    assert wave[redis] < wave[gateway] and wave[rabbitmq] < min(wave[c] for c in mq_clients), wave
+    assert wave[auth] > max(wave[v] for v in verifiers), wave
+    # The replaced passwords are refused: RabbitMQ has the new password's user alone, Redis takes
+    # the new password only.
+    user = "shopstream-" + hashlib.sha256(new_values["rabbitmq_password"].encode()).hexdigest()[:8]
+    users = ("rabbitmqctl", "-q", "list_users", "--no-table-headers")
+    wait_for("RabbitMQ has the new password's user alone", lambda: exec_in(rabbitmq, *users).split()[::2] == [user],
+             timeout=180, explain=lambda: exec_in(rabbitmq, *users, check=False))  # fmt: skip
+
+    def redis_ping(password):
+        return exec_in(redis, "redis-cli", "--no-auth-warning", "-a", password, "ping", check=False)
+
+    assert "PONG" in redis_ping(new_values["redis_password"])
+    assert "PONG" not in redis_ping(old_values["redis_password"])
     with capsys.disabled():
-        print(f"\n    rotate_secrets.yml took {runs[0].seconds:.1f} s", end="")
+        print(f"\n    rotate_secrets.yml took {runs[0].seconds:.1f} s; waves: {waves.group(1)}", end="")
 
 
 MARIADB_RECOVERY = 120

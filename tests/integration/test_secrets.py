@@ -259,8 +259,9 @@ TLS_VARS = {
 }  # fmt: skip
 SECRET_NAMES = [
     "mariadb_root_password", "mariadb_password", "jwt_signing_key", "jwt_signing_key_previous", "redis_password",
-    "redis_password_previous", "rabbitmq_password", "rabbitmq_erlang_cookie", "minio_root_user", "minio_root_password",
-    "grafana_admin_password", "traefik_dashboard_password", "demo_password", "monitoring_password",
+    "redis_password_previous", "rabbitmq_password", "rabbitmq_password_previous", "rabbitmq_erlang_cookie",
+    "minio_root_user", "minio_root_password", "grafana_admin_password", "traefik_dashboard_password", "demo_password",
+    "monitoring_password",
 ]  # fmt: skip
 
 
@@ -503,14 +504,18 @@ def test_a_changed_template_rotates_its_config_and_rewires_its_users(inventory, 
     assert first.rc == 0, first.out
     old = objects("config", "itest_nginx")
     target = "target=/etc/nginx/conf.d/default.conf"
+    # One task publishing a port in host mode, as the edge on one node does.
     docker("service", "create", "-d", "--name", "itest_frontend", "--no-resolve-image",
+           "--publish", "mode=host,published=18089,target=80",
            "--config", f"source={old[0]},{target}", probe_image, "sleep", "100000")  # fmt: skip
     wait_running("itest_frontend")
 
     unchanged = playbook("playbooks/rotate_configs.yml", *base, *key)
     assert unchanged.rc == 0 and unchanged.changed() == 0, unchanged.out
 
-    changed = playbook("playbooks/rotate_configs.yml", *base, *key, "-e", "configs_nginx_assets_max_age=600")
+    changed = playbook(
+        "playbooks/rotate_configs.yml", *base, *key, "-e", "configs_nginx_assets_max_age=600", interleaved=True
+    )
     assert changed.rc == 0, changed.out
     new = objects("config", "itest_nginx")
     assert len(new) == 1 and new != old
@@ -519,6 +524,9 @@ def test_a_changed_template_rotates_its_config_and_rewires_its_users(inventory, 
         f"nginx: {new[0]} (new version, was {old[0]}); services rewired: itest_frontend; versions pruned: {old[0]}"
         in report
     )
+    # Said before anything moved: its restart refuses connections on that port.
+    warned = report.find("itest_frontend publishes port(s) 18089 in host mode")
+    assert -1 < warned < report.index("Publish | move services onto the current versions"), changed.out
     wait_running("itest_frontend")
     assert "max-age=600" in file_in_service("itest_frontend", "/etc/nginx/conf.d/default.conf")
     # The other configs did not change: one new version in all.

@@ -602,6 +602,29 @@ def test_a_server_whose_file_accepts_the_previous_value_moves_before_the_clients
     ), swarm.log
 
 
+def test_a_move_that_restarts_a_single_host_mode_edge_is_announced(engine):
+    """An edge on one node (one task publishing in host mode) refuses connections while it restarts:
+    the plan says so (the roles show it in a check-mode plan before they move anything)."""
+    client = DockerClient("unix://" + engine.server_address, timeout=3)
+    engine.routes[("GET", label_query(CONFIG, "shop_edge"))] = (200, [
+        version("e2", "shop_edge_2", "2026-02", logical="shop_edge"),
+        version("e1", "shop_edge_1", "2026-01", logical="shop_edge")])  # fmt: skip
+    host_ports = {"Ports": [{"PublishedPort": p, "TargetPort": p, "PublishMode": "host"} for p in (80, 443)]}
+    ingress = {"Ports": [{"PublishedPort": 8443, "TargetPort": 443, "PublishMode": "ingress"}]}
+    services = [
+        service(n, configs=[("e1", "shop_edge_1", "edge.yml")]) for n in ("traefik", "spread", "meshed", "other")
+    ]
+    services[0]["Spec"]["EndpointSpec"] = host_ports
+    services[1]["Spec"]["EndpointSpec"] = host_ports
+    services[1]["Spec"]["Mode"] = {"Replicated": {"Replicas": 2}}
+    services[2]["Spec"]["EndpointSpec"] = ingress
+    engine.routes[("GET", "/services")] = (200, services)
+    result = rewire_and_prune(client, {CONFIG: {"shop_edge": "shop_edge_2"}}, prune=False, check_mode=True)
+    assert [r["service"] for r in result["rewired"]] == ["traefik", "spread", "meshed", "other"]
+    assert len(result["warnings"]) == 1 and result["warnings"][0].startswith("traefik publishes port(s) 80, 443")
+    assert mutations(engine) == []
+
+
 def test_a_failed_update_in_a_wave_names_it_after_the_others_end_and_stops_the_next_wave(engine):
     swarm, rotate = jwt_consumers(engine, ends={"order": "rollback_completed"})
     with pytest.raises(UpdateFailed, match=r"service order did not complete: rollback_completed") as failure:

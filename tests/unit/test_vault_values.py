@@ -14,6 +14,7 @@ from ansible_collections.shopstream.swarm.plugins.action.vault_values import (
     generate,
     plan,
     plan_tls,
+    retired,
 )
 from ansible_collections.shopstream.swarm.plugins.module_utils._local_ca import issue_ca, issue_server, reissue_reason
 
@@ -54,6 +55,17 @@ def test_keep_previous(current, generated, rotated, values, carried):
     updated, written = apply(current, specs, generated, rotated, make=lambda spec: "new")
     assert updated == dict(values, plain="p")
     assert written == carried
+
+
+def test_retiring_makes_the_previous_value_the_current_one_once():
+    """After every client moved (Redis's, RabbitMQ's), the servers need the replaced value no more."""
+    updated = {"key": "v2", "key_previous": "v1", "other": "o", "other_previous": "o0"}
+    assert retired(updated, ["key"]) == ["key_previous"]
+    assert updated == {"key": "v2", "key_previous": "v2", "other": "o", "other_previous": "o0"}
+    assert retired(updated, ["key"]) == [], "a second time changes nothing"
+    # In the same run as a rotation of the key, the rotation's previous value stays.
+    rotated = {"key": "v3", "key_previous": "v2"}
+    assert retired(rotated, ["key"], exclude=["key_previous"]) == [] and rotated["key_previous"] == "v2"
 
 
 def test_generated_values_fit_their_alphabet_and_length():
