@@ -142,6 +142,10 @@ class Relay:
         sent = 0
         conn = common.mysql_connect(self.db)
         try:
+            with conn.cursor() as cur:
+                # Row locks only: under REPEATABLE READ, FOR UPDATE would also lock the gap after the
+                # last row, and every order's INSERT would wait while a publish waits on the broker.
+                cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
             while True:
                 with conn.cursor() as cur:
                     cur.execute(
@@ -173,7 +177,10 @@ class Relay:
     def run(self):
         delay = 0.5
         while not self.app.stopping.is_set():
-            self.wake.wait(delay if self.failing else 1.0)
+            if self.failing:  # new orders do not cut the backoff short
+                self.app.stopping.wait(delay)
+            else:
+                self.wake.wait(1.0)
             self.wake.clear()
             if not self.app.ready.is_set():
                 continue
@@ -226,6 +233,9 @@ def build():
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 raise common.HTTPError(400, f"no product {pid}") from None
+            if exc.code == 503:  # its database cannot answer for a moment: so says order, with its Retry-After
+                retry = exc.headers.get("Retry-After") or common.UNAVAILABLE_RETRY_AFTER
+                raise common.HTTPError(503, "product unavailable for a moment", {"Retry-After": retry}) from None
             raise common.HTTPError(502, "product service error") from None
         except OSError:
             raise common.HTTPError(503, "product service unavailable") from None
