@@ -45,9 +45,9 @@ def playbook(*args, env=None, interleaved=False):
     return Run(proc, time.monotonic() - start)
 
 
-def docker(*args, env=None):
+def docker(*args, env=None, stdin=None):
     run_env = dict(os.environ, **env) if env else None
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=False, env=run_env)
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=False, env=run_env, input=stdin)
 
 
 def host_state():

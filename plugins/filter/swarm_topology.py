@@ -25,6 +25,22 @@ def swarm_removal(nodes, target):
     return plan_removal(list(nodes), target)
 
 
+def labelled_host(hosts, hostvars, label):
+    key, sep, value = str(label).partition("==")
+    if not sep:
+        raise AnsibleFilterError(f"labelled_host expects a label key==value, not {label!r}")
+    hosts = list(hosts)
+    for host in hosts:
+        if ((hostvars[host].get("swarm_node_labels") or {}).get(key.strip())) == value.strip():
+            return host
+    return hosts[0] if hosts else None
+
+
 class FilterModule:
     def filters(self):
-        return {"preflight_check": preflight_check, "swarm_plan": swarm_plan, "swarm_removal": swarm_removal}
+        return {
+            "preflight_check": preflight_check,
+            "swarm_plan": swarm_plan,
+            "swarm_removal": swarm_removal,
+            "labelled_host": labelled_host,
+        }

@@ -409,19 +409,22 @@ def exec_in(service, *command, check=True):
     return node_exec(node, "docker", "exec", container, *command, check=check)
 
 
-def test_a_rotation_of_the_jwt_key_and_the_redis_and_rabbitmq_passwords_drops_no_request(capsys):
+def test_a_rotation_of_the_jwt_key_and_the_redis_rabbitmq_and_mariadb_passwords_drops_no_request(capsys):
     """rotate_secrets.yml moves those that accept the previous value too first (Redis, given both
     passwords; RabbitMQ, whose definitions have a user per password; the JWT verifiers product, order,
     notification), then the clients (the gateway, a verifier and Redis's client; order and
     notification, RabbitMQ's clients), then auth, which signs: no token is refused, no connection to
     Redis or RabbitMQ is refused for long enough to fail a request, and the orders placed while
-    RabbitMQ restarts wait in order's outbox. Then Redis and RabbitMQ move onto the new password
-    alone: the replaced one is refused."""
+    RabbitMQ restarts wait in order's outbox. MariaDB never restarts: the new application password
+    is a user of its own before its clients move, root's password is set in place. Then Redis and
+    RabbitMQ move onto the new password alone and MariaDB drops the replaced password's user: the
+    replaced ones are refused."""
     gateway, auth = "shopstream-app_gateway", "shopstream-app_auth"
     redis, rabbitmq = "shopstream-data_redis", "shopstream-data_rabbitmq"
     mq_clients = {f"shopstream-app_{name}" for name in ("order", "notification")}
     verifiers = {gateway, "shopstream-app_product"} | mq_clients
-    rotated = ("jwt_signing_key", "redis_password", "rabbitmq_password")
+    rotated = ("jwt_signing_key", "redis_password", "rabbitmq_password", "mariadb_password", "mariadb_root_password")
+    mariadb_task = running_tasks(MARIADB)
     old = {name: secret_versions(f"shopstream_{name}") for name in rotated}
     assert all(len(versions) == 1 for versions in old.values()), old
     old_values = {name: vault_value(f"vault_shopstream_{name}") for name in old}
@@ -432,7 +435,7 @@ def test_a_rotation_of_the_jwt_key_and_the_redis_and_rabbitmq_passwords_drops_no
         assert run.rc == 0, run.out[-4000:]
         runs.append(run)
 
-    run_under_load("rotation of the JWT signing key, the Redis and the RabbitMQ passwords", rotate, capsys)
+    run_under_load("rotation of the JWT signing key, the Redis, RabbitMQ and MariaDB passwords", rotate, capsys)
 
     report = " ".join(runs[0].out.split())
     new_values = {name: vault_value(f"vault_shopstream_{name}") for name in rotated}
@@ -473,6 +476,15 @@ def test_a_rotation_of_the_jwt_key_and_the_redis_and_rabbitmq_passwords_drops_no
 
     assert "PONG" in redis_ping(new_values["redis_password"])
     assert "PONG" not in redis_ping(old_values["redis_password"])
+    # MariaDB ran on through the rotation: the new application password's user alone, root with
+    # the new password only (the old one refused), the network root of earlier releases gone.
+    assert running_tasks(MARIADB) == mariadb_task, "MariaDB never restarted"
+    db = MariaDB()
+    assert db.locate()
+    app_user = "shopstream-" + hashlib.sha256(new_values["mariadb_password"].encode()).hexdigest()[:8]
+    accounts = db.sql("SELECT CONCAT(User, '@', Host) FROM mysql.user WHERE User LIKE 'shopstream%' OR User = 'root'")
+    assert sorted(accounts.split()) == ["root@localhost", f"{app_user}@%"], accounts
+    assert db.sql("SELECT 1", password=old_values["mariadb_root_password"], check=False) is None
     with capsys.disabled():
         print(f"\n    rotate_secrets.yml took {runs[0].seconds:.1f} s; waves: {waves.group(1)}", end="")
 
@@ -612,13 +624,11 @@ def test_an_update_to_a_broken_image_rolls_back_by_itself_and_the_role_names_the
 
 
 class MariaDB:
-    """SQL as root in the mariadb task's container, on its node. The root password stays in the
-    container: the client reads it from the secret file the service's spec names."""
+    """SQL as root@localhost in the mariadb task's container, on its node, with the vault's root
+    password (the collection set it with ALTER USER; it reaches the client on standard input)."""
 
     def __init__(self):
-        spec = inspect("service", MARIADB)[0]["Spec"]["TaskTemplate"]["ContainerSpec"]
-        env = dict(e.split("=", 1) for e in spec.get("Env") or [])
-        self.password_file = env["MARIADB_ROOT_PASSWORD_FILE"]
+        self.password = vault_value("vault_shopstream_mariadb_root_password")
         self.task = self.node = self.container = None
 
     def locate(self):
@@ -631,11 +641,14 @@ class MariaDB:
                                    f"label=com.docker.swarm.task.id={self.task}").strip()  # fmt: skip
         return bool(self.container)
 
-    def sql(self, statement):
-        return node_exec(
-            self.node, "docker", "exec", "-e", f"PWFILE={self.password_file}", self.container, "sh", "-c",
-            'MYSQL_PWD="$(cat "$PWFILE")" exec mariadb -uroot --batch --skip-column-names -e "$1"', "sql", statement,
-        ).strip()  # fmt: skip
+    def sql(self, statement, password=None, check=True):
+        proc = docker(
+            "exec", "-i", self.node, "docker", "exec", "-i", self.container, "sh", "-c",
+            'IFS= read -r p; MYSQL_PWD=$p exec mariadb -uroot --batch --skip-column-names -e "$1"', "sql", statement,
+            stdin=(password or self.password) + "\n",
+        )  # fmt: skip
+        assert proc.returncode == 0 or not check, f"{self.node}: {statement}: {proc.stderr}"
+        return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 def test_rows_in_mariadb_survive_a_forced_update_a_rollback_and_a_restart_of_its_node(capsys):

@@ -12,11 +12,14 @@ import hashlib
 import json
 import os
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
 
 import pytest
+
+from ansible_collections.shopstream.swarm.plugins.module_utils import _mariadb as mariadb_accounts
 
 GRACE = 10  # docker stop's and swarm's default stop grace period
 PASSWORD = "kit-" + base64.b32encode(os.urandom(10)).decode().lower()
@@ -238,6 +241,58 @@ def test_mariadb_reads_its_passwords_from_files(containers, kit_ref):
     assert containers.exec(name, "mariadb", "-uroot", "-N", "-e", "SELECT 1", check=False).returncode != 0, (
         "root logs in without a password"
     )
+
+
+def test_mariadb_accounts_rotate_in_the_running_server(containers, kit_ref):
+    """What mariadb_accounts runs, in MariaDB as the data stack starts it (root at localhost with the
+    initial password, no application user): root gets the vault's password, each application password
+    a user; a rotation adds the new user while the old one still logs in, then drops it. One server
+    process throughout: nothing restarts."""
+    secrets = containers.secrets(mariadb_root_password="initial-" + PASSWORD)
+    name = containers.run(
+        kit_ref("mariadb"),
+        env={"MARIADB_ROOT_PASSWORD_FILE": "/run/secrets/mariadb_root_password", "MARIADB_ROOT_HOST": "localhost",
+             "MARIADB_DATABASE": "shopstream"},
+        mounts=[(secrets, "/run/secrets", "ro"), (containers.volume(), "/var/lib/mysql")],
+    )  # fmt: skip
+    containers.wait_healthy(name, HEALTH_TIMEOUT["mariadb"])
+    started = containers.exec(name, "cat", "/proc/1/stat").stdout.split()[21]
+
+    def accounts(roots, passwords, drop):
+        def mariadb(sql):
+            proc = subprocess.run(
+                ["docker", "exec", "-i", name, "sh", "-c", mariadb_accounts.LOGIN_SCRIPT, "sh",
+                 "/run/secrets/mariadb_root_password"],
+                input="\n".join(roots) + "\n--\n" + sql + "\n", capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            assert proc.returncode == 0, proc.stderr
+            return proc.stdout
+
+        rows = mariadb_accounts.parse_rows(mariadb(mariadb_accounts.probe_sql("shopstream")))
+        changes = mariadb_accounts.plan(rows, "shopstream", "shopstream", roots[0], passwords, drop)
+        if changes["sql"]:
+            mariadb("\n".join(changes["sql"]))
+        return changes
+
+    def logs_in(user, password):
+        # Root at localhost alone: over the socket; the application users over TCP, as the services.
+        where = "--protocol=socket" if user == "root" else "-h127.0.0.1"
+        query = ["mariadb", where, "-u" + user, "shopstream", "-N", "-e", "SELECT CURRENT_USER()"]
+        return containers.exec(name, *query, env={"MYSQL_PWD": password}, check=False).returncode == 0
+
+    old, new = mariadb_accounts.user_name("shopstream", "app-1"), mariadb_accounts.user_name("shopstream", "app-2")
+    first = accounts(["root-1"], ["app-1"], drop=False)
+    assert first["root_changed"] and first["created"] == [old]
+    assert accounts(["root-1"], ["app-1"], drop=True)["sql"] == [], "a second run changes nothing"
+    assert logs_in(old, "app-1") and logs_in("root", "root-1") and not logs_in("root", "initial-" + PASSWORD)
+    # A rotation: the new passwords while the old application user still logs in, then the old dropped.
+    during = accounts(["root-2", "root-1"], ["app-2", "app-1"], drop=True)
+    assert during["created"] == [new] and during["dropped"] == [] and during["root_changed"]
+    assert logs_in(old, "app-1") and logs_in(new, "app-2") and logs_in("root", "root-2")
+    assert not logs_in("root", "root-1")
+    assert accounts(["root-2", "root-2"], ["app-2", "app-2"], drop=True)["dropped"] == [f"{old}@%"]
+    assert not logs_in(old, "app-1") and logs_in(new, "app-2")
+    assert containers.exec(name, "cat", "/proc/1/stat").stdout.split()[21] == started, "the server never restarted"
 
 
 # As the stack hardens it (roles/stack/defaults/main.yml, stack_hardening), with the mounts Swarm makes.

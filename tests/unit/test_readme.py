@@ -546,6 +546,7 @@ def test_the_checks_find_each_kind_of_mistake(tmp_path):
     [
         ("Verify: the proof", "verify-the-proof"),
         ("MariaDB's passwords (pinned)", "mariadbs-passwords-pinned"),
+        ("MariaDB's passwords", "mariadbs-passwords"),
         ("Offline mode: the image kit", "offline-mode-the-image-kit"),
         ("Secrets, configs and the vault", "secrets-configs-and-the-vault"),
         ("The `swarm_stack` module", "the-swarm_stack-module"),

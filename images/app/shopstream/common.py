@@ -766,11 +766,12 @@ def retry_forever(what, fn, stop, max_delay=10.0):
 
 
 def mysql_config():
+    password = read_secret("DB_PASSWORD_FILE", "db_password")
     return {
         "host": env("DB_HOST", "mariadb"),
         "port": env_int("DB_PORT", 3306, 1),
-        "user": env("DB_USER", "shopstream"),
-        "password": read_secret("DB_PASSWORD_FILE", "db_password"),
+        "user": credential_user(env("DB_USER", "shopstream"), password),
+        "password": password,
         "database": env("DB_NAME", "shopstream"),
     }
 
@@ -812,10 +813,11 @@ def redis_client():
     )
 
 
-def rabbitmq_user(prefix, password):
-    """The broker user of a password: ``<prefix>-<first 8 hex digits of its SHA-256>``. Each password
-    is a user of its own, so that RabbitMQ (one password per user) takes the previous and the current
-    password while a rotation moves the clients (the collection's definitions secret makes both)."""
+def credential_user(prefix, password):
+    """The MariaDB or RabbitMQ user of a password: ``<prefix>-<first 8 hex digits of its SHA-256>``.
+    Each password is a user of its own, so that the server takes the previous and the current
+    password while a rotation moves the clients (the collection makes both: MariaDB's accounts,
+    RabbitMQ's definitions secret), and drops the replaced one's user after."""
     return f"{prefix}-{hashlib.sha256(password.encode()).hexdigest()[:8]}"
 
 
@@ -827,7 +829,7 @@ def rabbitmq_parameters():
         host=env("RABBITMQ_HOST", "rabbitmq"),
         port=env_int("RABBITMQ_PORT", 5672, 1),
         virtual_host=env("RABBITMQ_VHOST", "/"),
-        credentials=pika.PlainCredentials(rabbitmq_user(env("RABBITMQ_USER", "shopstream"), password), password),
+        credentials=pika.PlainCredentials(credential_user(env("RABBITMQ_USER", "shopstream"), password), password),
         heartbeat=30,
         blocked_connection_timeout=10,
         connection_attempts=1,
