@@ -12,7 +12,11 @@ A *record* describes one reachable host of the play::
 
 from __future__ import annotations
 
+import ipaddress
+
 MAX_MANAGERS = 7
+# An explicit listen address on every interface is the site's choice (not the default).
+EVERY_INTERFACE = ("0.0.0.0", "::")  # noqa: S104
 SWARM_PORTS_OWNER = "dockerd"
 
 # Platform settings that depend on a kernel feature: setting -> (value that needs it,
@@ -29,6 +33,21 @@ KERNEL_SETTINGS = (
         "encrypted overlay networks (they carry no traffic between nodes without it)",
     ),
 )
+
+
+def _is_ip(value):
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _address_part(listen):
+    """The address of ``addr:port``, ``[v6]:port`` or a bare address."""
+    if listen.startswith("["):
+        return listen[1:].split("]")[0]
+    return listen.rsplit(":", 1)[0] if listen.count(":") == 1 else listen
 
 
 def _docker(record):
@@ -231,6 +250,16 @@ def check_cluster(records, settings, unknown_managers=(), supported_os=None, all
                 f"{name}: advertise address {addr} (swarm_advertise_addr) is not an address of this "
                 f"host ({', '.join(own)}). Fix: set swarm_advertise_addr to one of them.",
             )
+        bindings = (("swarm_listen_addr", rec.get("listen_addr")), ("swarm_data_path_addr", rec.get("data_path_addr")))
+        for var, value in bindings:
+            bound = _address_part(value or "") if var == "swarm_listen_addr" else (value or "")
+            # (An interface's name, which Docker takes too, is the engine's to check.)
+            if own and _is_ip(bound) and bound not in own and bound not in EVERY_INTERFACE:
+                err(
+                    name,
+                    f"{name}: {var} {value} is not an address of this host ({', '.join(own)}). Fix: set {var} "
+                    f"for {name} to one of them (e.g. a private interface's), or leave it unset.",
+                )
 
     if supported_os is not None:
         for rec in records:

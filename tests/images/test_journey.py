@@ -113,8 +113,9 @@ class Journey:
         # entrypoints too, as root.
         for name in ("db_password", "redis_password", "rabbitmq_password", "jwt_signing_key", "demo_password"):
             self.secret_file(name, s[name], APP_UID)
-        # The user name the services compute from their password: a user per password (rotations).
+        # The user names the services compute from their passwords: a user per password (rotations).
         mq_user = "shopstream-" + hashlib.sha256(s["rabbitmq_password"].encode()).hexdigest()[:8]
+        db_user = "shopstream-" + hashlib.sha256(s["db_password"].encode()).hexdigest()[:8]
         definitions = {
             "users": [
                 {
@@ -134,7 +135,7 @@ class Journey:
             env={
                 "MARIADB_ROOT_PASSWORD_FILE": "/run/secrets/db_root_password",
                 "MARIADB_DATABASE": "shopstream",
-                "MARIADB_USER": "shopstream",
+                "MARIADB_USER": db_user,
                 "MARIADB_PASSWORD_FILE": "/run/secrets/db_password",
             },
             mounts=[self.mount("db_root_password"), self.mount("db_password")],

@@ -10,7 +10,10 @@ import functools
 import json
 import os
 import secrets
+import signal
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -461,6 +464,80 @@ def test_vault_init_then_rotation_rewires_and_prunes_and_leaks_nothing(vault_inv
         if name.startswith("vault_"):
             assert value not in rotated.out + deployed.out + init.out, name
             assert value not in inspected, name
+
+
+def test_a_rotation_that_fails_or_is_killed_halfway_is_completed_by_the_next_run(vault_inventory, probe_image):
+    """Atomic and resumable. A Redis client whose update fails (its node cannot get its image) ends the
+    rotation non-zero, naming the service; a rotation killed while services move stops where it was.
+    Either way the vault holds the new value and the replaced one as previous, the server accepts
+    both, no service uses a password the vault lost, and the next run of the secrets step
+    (site.yml's) moves the rest: every service ends on the vault's current versions."""
+    inv = vault_inventory
+    with_pass = ("-i", inv / "hosts.yml", "--vault-password-file", inv / ".vault-pass")
+    vault_file, password_file = inv / "group_vars" / "all" / "vault.yml", inv / ".vault-pass"
+    assert playbook("playbooks/vault_init.yml", "-i", inv / "hosts.yml").rc == 0
+    assert playbook(*SECRETS_ONLY, *with_pass).rc == 0
+    # The client's image is a tag of its own, which the test takes away and gives back.
+    client_image = "shopstream-test/redis-client:" + secrets.token_hex(4)
+    assert docker("tag", probe_image, client_image).returncode == 0
+    current, previous = objects("secret", "itest_redis_password"), objects("secret", "itest_redis_password_previous")
+    docker("service", "create", "-d", "--name", "itest_redis", "--no-resolve-image",
+           "--secret", f"source={current[0]},target=redis_password",
+           "--secret", f"source={previous[0]},target=redis_password_previous",
+           probe_image, "sleep", "100000")  # fmt: skip
+    # As the stack updates its services: the new task first, back to the old spec when it fails.
+    docker("service", "create", "-d", "--name", "itest_redis_client", "--no-resolve-image",
+           "--update-order", "start-first", "--update-failure-action", "rollback", "--update-monitor", "2s",
+           "--secret", f"source={current[0]},target=redis_password", client_image, "sleep", "100000")  # fmt: skip
+    wait_running("itest_redis")
+    wait_running("itest_redis_client")
+
+    def consistent(vault):
+        """The password each service uses is one the vault has (the server may still accept, besides,
+        the value before the vault's previous one, until it moves: no client has that one)."""
+        for service in ("itest_redis", "itest_redis_client"):
+            wait_running(service)
+            assert file_in_service(service, "/run/secrets/redis_password") in vault.values(), service
+
+    try:
+        assert docker("rmi", client_image).returncode == 0  # the running task keeps it; a new one cannot start
+        failed = playbook("playbooks/rotate_secrets.yml", *with_pass, "-e", "rotate=redis_password")
+        assert failed.rc != 0, failed.out[-3000:]
+        assert "itest_redis_client" in " ".join(failed.out.split()), failed.out[-3000:]
+        vault = decrypt(vault_file, password_file)
+        new, old = vault["vault_shopstream_redis_password"], vault["vault_shopstream_redis_password_previous"]
+        assert new != old and file_in_service("itest_redis", "/run/secrets/redis_password_previous") == old
+        consistent(vault)
+    finally:
+        docker("tag", probe_image, client_image)
+    completed = playbook(*SECRETS_ONLY, *with_pass)
+    assert completed.rc == 0, completed.out[-3000:]
+    wait_running("itest_redis_client")
+    assert file_in_service("itest_redis_client", "/run/secrets/redis_password") == new
+    assert file_in_service("itest_redis", "/run/secrets/redis_password") == new
+
+    # Killed while the services move (the whole process group, as a lost SSH session or a ^C would).
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "playbooks/rotate_secrets.yml",
+         *map(str, with_pass), "-e", "rotate=redis_password"],
+        cwd=ROOT, env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg")), start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    for line in proc.stdout:
+        if "Objects | move every service onto the current versions" in line:
+            time.sleep(2)
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    vault = decrypt(vault_file, password_file)
+    assert vault["vault_shopstream_redis_password"] != new and vault["vault_shopstream_redis_password_previous"] == new
+    consistent(vault)
+    resumed = playbook(*SECRETS_ONLY, *with_pass)
+    assert resumed.rc == 0, resumed.out[-3000:]
+    wait_running("itest_redis_client")
+    for service in ("itest_redis", "itest_redis_client"):
+        assert file_in_service(service, "/run/secrets/redis_password") == vault["vault_shopstream_redis_password"]
+    assert file_in_service("itest_redis", "/run/secrets/redis_password_previous") == new, "both accepted until retired"
 
 
 def test_another_inventorys_vault_is_refused_before_anything_changes(vault_inventory):

@@ -104,6 +104,28 @@ def test_advertise_address_must_belong_to_the_host():
 
 
 @pytest.mark.parametrize(
+    ("listen", "data_path", "error"),
+    [
+        ("10.0.0.5:2377", "10.0.0.5", None),
+        ("0.0.0.0:2377", "", None),  # every interface: the site's explicit choice
+        ("eth1:2377", "eth1", None),  # an interface's name: the engine checks it
+        ("[fd00::5]:2377", "", None),
+        ("10.9.9.9:2377", "", "m1: swarm_listen_addr 10.9.9.9:2377 is not an address of this host"),
+        ("", "10.9.9.9", "m1: swarm_data_path_addr 10.9.9.9 is not an address of this host"),
+    ],
+)
+def test_the_listen_and_data_path_addresses_must_be_the_hosts(listen, data_path, error):
+    rec = record("m1", addr="10.0.0.5")
+    rec["probe"]["addresses"] = ["10.0.0.5", "fd00::5", "127.0.0.1"]
+    rec["listen_addr"], rec["data_path_addr"] = listen, data_path
+    errors = check([rec])["errors"].get("m1", [])
+    if error is None:
+        assert errors == []
+    else:
+        assert len(errors) == 1 and errors[0].startswith(error) and "Fix: set " in errors[0], errors
+
+
+@pytest.mark.parametrize(
     ("os_", "ok"),
     [(("Debian", "12"), True), (("Ubuntu", "22.04"), True), (("Debian", "10"), False), (("Arch", "rolling"), False)],
 )
