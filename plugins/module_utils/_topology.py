@@ -304,8 +304,11 @@ def check_cluster(records, settings, unknown_managers=(), supported_os=None, all
     for rec in records:
         in_swarm = _swarm(rec).get("state") == "active"
         # A killed engine leaves its overlay namespaces, and with them the kernel's VXLAN
-        # socket; it takes them back when it starts, so they are not another user's.
-        left_by_engine = not _docker(rec).get("reachable") and bool(_docker(rec).get("overlay_sandboxes"))
+        # socket: it takes them back when it starts. A started engine that then left its swarm
+        # keeps the ones an earlier life of it made; a new swarm shares the socket with them.
+        # Either way they are Docker's, not another VXLAN user's.
+        left_by_engine = bool(_docker(rec).get("overlay_sandboxes"))
+        engine_up = bool(_docker(rec).get("reachable"))
         for port in (rec.get("probe") or {}).get("ports") or []:
             if not port.get("in_use"):
                 continue
@@ -315,7 +318,12 @@ def check_cluster(records, settings, unknown_managers=(), supported_os=None, all
             elif port.get("kernel_owned") and left_by_engine:
                 warnings.append(
                     f"{rec['host']}: port {port['port']}/{port['proto']} is held by the overlay "
-                    "namespaces the stopped Docker engine left behind; it takes them back when it starts."
+                    + (
+                        "namespaces an earlier run of the Docker engine left behind; a new swarm shares "
+                        "it with them (restarting the engine removes them)."
+                        if engine_up
+                        else "namespaces the stopped Docker engine left behind; it takes them back when it starts."
+                    )
                 )
                 continue
             elif port.get("kernel_owned") and not in_swarm:
