@@ -11,8 +11,8 @@ options:
     description:
       - The logical name. Each version is a Docker object named C(<name>_<suffix>), the suffix being
         12 hex digits of a keyed hash of the content, so at most 51 characters are allowed here.
+      - One of O(name) and O(objects) is required.
     type: str
-    required: true
   hash_key:
     description:
       - Key of the HMAC-SHA256 that makes the version suffix. Keep it in the vault, so that no plain

@@ -14,9 +14,10 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._swarm_objects im
 def rotation_entries(results, rewire, prefix="", kind="secret"):
     """What happened to each object: ``[{key, name, created, previous, rewired, pruned, in_use}]``.
 
-    ``results`` are the loop results of swarm_secret or swarm_config (each with ``item.key``,
-    ``name``, ``created`` and ``previous``), ``rewire`` the result of the swarm_rewire run that
-    followed them, ``prefix`` what turns ``item.key`` into the logical name. A service counts as
+    ``results`` are the ``objects`` of a swarm_secret or swarm_config call (each with ``object``,
+    the logical name, ``name``, ``created`` and ``previous``) or the results of a loop over one of
+    them (with ``item.key`` instead of ``object``), ``rewire`` the result of the swarm_rewire run
+    that followed them, ``prefix`` what joins a key to its logical name. A service counts as
     rewired for an object when one of its moves of ``kind`` ends on that object's version.
     """
     if kind not in FORMATS:
@@ -24,15 +25,18 @@ def rotation_entries(results, rewire, prefix="", kind="secret"):
     rewire = rewire or {}
     entries = []
     for result in results or []:
-        if "name" not in result:
+        if "object" in result:
+            logical = result["object"]
+            key = logical[len(prefix) :] if logical.startswith(prefix) else logical
+        else:
             key = (result.get("item") or {}).get("key", "?")
+            logical = f"{prefix}{key}"
+        if "name" not in result:
             raise AnsibleFilterError(
                 f"rotation_report: the {kind} result for {key} has no version name (skipped or failed); "
                 "report only on a run where every object was created."
             )
-        key = result["item"]["key"]
         name = result["name"]
-        logical = f"{prefix}{key}"
         entries.append(
             {
                 "key": key,
@@ -81,7 +85,7 @@ def rotation_report(results, rewire, prefix="", kind="secret"):
     """One line per object: its version (new or current, and the one before), services rewired,
     versions pruned and old versions kept because services still use them.
 
-    ``{{ __secrets_versions.results | shopstream.swarm.rotation_report(__secrets_rewire, prefix=secrets_prefix) }}``
+    ``{{ __secrets_published.objects | shopstream.swarm.rotation_report(__secrets_rewire, prefix=secrets_prefix) }}``
     """
     return [FORMATS[kind](entry) for entry in rotation_entries(results, rewire, prefix, kind)]
 

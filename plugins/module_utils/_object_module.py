@@ -23,8 +23,17 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._swarm_objects im
 
 def argument_spec(data_no_log):
     return dict(
-        name=dict(type="str", required=True),
+        name=dict(type="str"),
         data=dict(type="str", no_log=data_no_log),
+        objects=dict(
+            type="list",
+            elements="dict",
+            options=dict(
+                name=dict(type="str", required=True),
+                data=dict(type="str", required=True, no_log=data_no_log),
+                labels=dict(type="dict", default={}),
+            ),
+        ),
         hash_key=dict(type="str", no_log=True),
         labels=dict(type="dict", default={}),
         keep=dict(type="int", default=3),
@@ -44,22 +53,58 @@ class VersionedObject:
         self.client = DockerClient(self.params["docker_host"], timeout=30)
         self.store = ObjectStore(self.client, kind)
 
-    def names(self):
-        return [v["Spec"]["Name"] for v in self.store.versions(self.params["name"])]
+    def names(self, logical):
+        return [v["Spec"]["Name"] for v in self.store.versions(logical)]
+
+    def ensure(self, logical, data, labels):
+        """The version of one logical object: ``{object, name, id, created, previous}``."""
+        name, obj_id, created, previous = ensure_version(
+            self.client,
+            self.kind,
+            logical,
+            data.encode("utf-8"),
+            hash_key=self.params["hash_key"],
+            labels=labels,
+            check_mode=self.module.check_mode,
+        )
+        return dict(object=logical, name=name, id=obj_id, created=created, previous=previous or "")
+
+    def present_many(self):
+        """Every entry of ``objects`` in one call: one connection, then one rewire and prune for all."""
+        p = self.params
+        check_keep(p["keep"])
+        logicals = [o["name"] for o in p["objects"]]
+        repeated = sorted({n for n in logicals if logicals.count(n) > 1})
+        if repeated:
+            raise ObjectError(f"objects names {', '.join(repeated)} more than once: give each logical name once.")
+        before = {logical: self.names(logical) for logical in logicals}
+        objects = [self.ensure(o["name"], o["data"], dict(p["labels"], **o["labels"])) for o in p["objects"]]
+        outcome = rewire_and_prune(
+            self.client,
+            {self.kind: {o["object"]: o["name"] for o in objects}},
+            keep=p["keep"],
+            prune=p["prune"],
+            rewire=p["rewire"],
+            check_mode=self.module.check_mode,
+            timeout=p["timeout"],
+        )
+        for warning in outcome.pop("warnings"):
+            self.module.warn(warning)
+        outcome.pop("waves")
+        pruned = {entry["name"] for entry in outcome["pruned"]}
+        after = {
+            o["object"]: ([o["name"]] if o["created"] else []) + [n for n in before[o["object"]] if n not in pruned]
+            for o in objects
+        }
+        changed = any(o["created"] for o in objects) or bool(outcome["rewired"] or outcome["pruned"])
+        return changed, before, after, dict(objects=objects, **outcome)
 
     def present(self):
         p = self.params
         check_keep(p["keep"])  # before a version is created
-        before = self.names()
-        name, obj_id, created, previous = ensure_version(
-            self.client,
-            self.kind,
-            p["name"],
-            p["data"].encode("utf-8"),
-            hash_key=p["hash_key"],
-            labels=p["labels"],
-            check_mode=self.module.check_mode,
-        )
+        before = self.names(p["name"])
+        one = self.ensure(p["name"], p["data"], p["labels"])
+        name, obj_id, created, previous = one["name"], one["id"], one["created"], one["previous"]
         outcome = rewire_and_prune(
             self.client,
             {self.kind: {p["name"]: name}},
@@ -75,7 +120,7 @@ class VersionedObject:
         after = ([name] if created else []) + [
             n for n in before if n not in {entry["name"] for entry in outcome["pruned"]}
         ]
-        result = dict(name=name, id=obj_id, created=created, previous=previous or "", **outcome)
+        result = dict(name=name, id=obj_id, created=created, previous=previous, **outcome)
         return created or bool(outcome["rewired"] or outcome["pruned"]), before, after, result
 
     def absent(self):
@@ -101,19 +146,24 @@ class VersionedObject:
 def main(kind, data_no_log):
     module = AnsibleModule(
         argument_spec=argument_spec(data_no_log),
-        required_if=[("state", "present", ["data"])],
+        required_one_of=[("name", "objects")],
+        mutually_exclusive=[("name", "objects"), ("data", "objects")],
+        required_if=[("state", "present", ["data", "objects"], True), ("state", "absent", ["name"])],
         supports_check_mode=True,
     )
     manager = VersionedObject(module, kind)
+    label = module.params["name"] or ", ".join(o["name"] for o in module.params["objects"])
     try:
-        if module.params["state"] == "present":
+        if module.params["objects"] is not None:
+            changed, before, after, result = manager.present_many()
+        elif module.params["state"] == "present":
             changed, before, after, result = manager.present()
         else:
             changed, before, after, result = manager.absent()
     except (ObjectError, UpdateFailed) as exc:
         module.fail_json(msg=str(exc))
     except DockerAPIError as exc:
-        module.fail_json(msg=f"The Docker daemon refused a request for {kind.name} {module.params['name']}: {exc}")
+        module.fail_json(msg=f"The Docker daemon refused a request for {kind.name} {label}: {exc}")
     if module._diff:
         result["diff"] = {"before": {"versions": before}, "after": {"versions": after}}
     module.exit_json(changed=changed, **result)

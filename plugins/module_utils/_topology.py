@@ -305,8 +305,8 @@ def check_cluster(records, settings, unknown_managers=(), supported_os=None, all
         in_swarm = _swarm(rec).get("state") == "active"
         # A killed engine leaves its overlay namespaces, and with them the kernel's VXLAN
         # socket: it takes them back when it starts. A started engine that then left its swarm
-        # keeps the ones an earlier life of it made; a new swarm shares the socket with them.
-        # Either way they are Docker's, not another VXLAN user's.
+        # may keep the ones an earlier life of it made (the swarm role removes them). Either way
+        # they are Docker's, not another VXLAN user's.
         left_by_engine = bool(_docker(rec).get("overlay_sandboxes"))
         engine_up = bool(_docker(rec).get("reachable"))
         for port in (rec.get("probe") or {}).get("ports") or []:
@@ -319,8 +319,9 @@ def check_cluster(records, settings, unknown_managers=(), supported_os=None, all
                 warnings.append(
                     f"{rec['host']}: port {port['port']}/{port['proto']} is held by the overlay "
                     + (
-                        "namespaces an earlier run of the Docker engine left behind; a new swarm shares "
-                        "it with them (restarting the engine removes them)."
+                        "namespaces an earlier swarm of the Docker engine left behind; their VXLAN devices "
+                        "would collide with the new swarm's, so the swarm role removes them before the node "
+                        "creates or joins one."
                         if engine_up
                         else "namespaces the stopped Docker engine left behind; it takes them back when it starts."
                     )

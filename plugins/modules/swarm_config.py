@@ -24,8 +24,30 @@ options:
     description:
       - The config's content, at most 1000 KB. Configs are not secret; credentials belong in
         M(shopstream.swarm.swarm_secret).
-      - Required with O(state=present).
+      - Required with O(state=present) and O(name).
     type: str
+  objects:
+    description:
+      - Several logical configs in one call, for a role that keeps many; each entry is handled as
+        O(name) and O(data) would be, with the other options applying to every entry, and one
+        rewire and prune over all of them. Results are in RV(objects).
+      - One connection and one process instead of one per config, which counts over SSH.
+      - Only with O(state=present); not with O(name) or O(data).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: The logical name, as O(name).
+        type: str
+        required: true
+      data:
+        description: The content, at most 1000 KB.
+        type: str
+        required: true
+      labels:
+        description: Labels on a new version, over O(labels).
+        type: dict
+        default: {}
 seealso:
   - module: shopstream.swarm.swarm_secret
   - module: shopstream.swarm.swarm_rewire
@@ -44,26 +66,57 @@ EXAMPLES = r"""
   shopstream.swarm.swarm_config:
     name: shopstream_prometheus
     data: "{{ lookup('ansible.builtin.template', 'prometheus.yml.j2') }}"
+
+- name: Several configs in one call; their versioned names are in the result's objects
+  shopstream.swarm.swarm_config:
+    objects:
+      - name: shopstream_prometheus
+        data: "{{ lookup('ansible.builtin.template', 'prometheus.yml.j2') }}"
+      - name: shopstream_alertmanager
+        data: "{{ lookup('ansible.builtin.template', 'alertmanager.yml.j2') }}"
+    prune: false
 """
 
 RETURN = r"""
 name:
   description: The versioned name of the config holding the content.
-  returned: state is present
+  returned: O(name) is given and state is present
   type: str
   sample: shopstream_prometheus_91be2c7d40aa
 id:
   description: The config's ID.
-  returned: state is present
+  returned: O(name) is given and state is present
   type: str
 created:
   description: Whether the version was (or would be) created.
-  returned: state is present
+  returned: O(name) is given and state is present
   type: bool
 previous:
   description: The newest version before this run, when it is another one.
-  returned: state is present
+  returned: O(name) is given and state is present
   type: str
+objects:
+  description:
+    - With O(objects), one entry per logical object, in the order given. Never the content.
+  returned: O(objects) is given
+  type: list
+  elements: dict
+  contains:
+    object:
+      description: The logical name.
+      type: str
+    name:
+      description: The versioned name of the object holding the content.
+      type: str
+    id:
+      description: The object's ID; C((to be created)) in check mode when it would be created.
+      type: str
+    created:
+      description: Whether this run created (or, in check mode, would create) the version.
+      type: bool
+    previous:
+      description: The newest version before this run, when it is another one.
+      type: str
 rewired:
   description: Services moved to this version.
   returned: always

@@ -25,8 +25,30 @@ options:
   data:
     description:
       - The secret's content, at most 500 KB. Never logged, never returned, never part of a diff.
-      - Required with O(state=present).
+      - Required with O(state=present) and O(name).
     type: str
+  objects:
+    description:
+      - Several logical secrets in one call, for a role that keeps many; each entry is handled as
+        O(name) and O(data) would be, with the other options applying to every entry, and one
+        rewire and prune over all of them. Results are in RV(objects).
+      - One connection and one process instead of one per secret, which counts over SSH.
+      - Only with O(state=present); not with O(name) or O(data).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: The logical name, as O(name).
+        type: str
+        required: true
+      data:
+        description: The content, at most 500 KB. Never logged, never returned, never part of a diff.
+        type: str
+        required: true
+      labels:
+        description: Labels on a new version, over O(labels).
+        type: dict
+        default: {}
 seealso:
   - module: shopstream.swarm.swarm_config
   - module: shopstream.swarm.swarm_rewire
@@ -63,26 +85,59 @@ EXAMPLES = r"""
     data: "{{ new_password }}"
     hash_key: "{{ vault_shopstream_object_hash_key }}"
     keep: 1
+
+- name: Every secret of a role in one call (one connection, not one per secret)
+  shopstream.swarm.swarm_secret:
+    objects:
+      - name: shopstream_redis_password
+        data: "{{ vault_shopstream_redis_password }}"
+      - name: shopstream_jwt_signing_key
+        data: "{{ vault_shopstream_jwt_signing_key }}"
+    hash_key: "{{ vault_shopstream_object_hash_key }}"
+    prune: false
+  register: platform_secrets
 """
 
 RETURN = r"""
 name:
   description: The versioned name of the object holding the content; use it in service definitions.
-  returned: state is present
+  returned: O(name) is given and state is present
   type: str
   sample: shopstream_mariadb_password_3f9a1c0b77e2
 id:
   description: The object's ID; C((to be created)) in check mode when it would be created.
-  returned: state is present
+  returned: O(name) is given and state is present
   type: str
 created:
   description: Whether this run created (or, in check mode, would create) the version.
-  returned: state is present
+  returned: O(name) is given and state is present
   type: bool
 previous:
   description: The newest version before this run, when it is another one.
-  returned: state is present
+  returned: O(name) is given and state is present
   type: str
+objects:
+  description:
+    - With O(objects), one entry per logical object, in the order given. Never the content.
+  returned: O(objects) is given
+  type: list
+  elements: dict
+  contains:
+    object:
+      description: The logical name.
+      type: str
+    name:
+      description: The versioned name of the object holding the content.
+      type: str
+    id:
+      description: The object's ID; C((to be created)) in check mode when it would be created.
+      type: str
+    created:
+      description: Whether this run created (or, in check mode, would create) the version.
+      type: bool
+    previous:
+      description: The newest version before this run, when it is another one.
+      type: str
 rewired:
   description: Services moved to this version, with the names moved from and to.
   returned: always

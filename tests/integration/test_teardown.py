@@ -3,11 +3,13 @@
 Runs against the platform `make deploy` left on this host (inventories/local); skips when it is not
 deployed. Unconfirmed, the teardown changes nothing; in check mode it writes nothing; confirmed, it
 leaves no stack, secret, config or network and keeps the volumes; with teardown_swarm the node leaves
-the swarm; a second run changes nothing; then site.yml deploys everything again (a new swarm) and the
-shop has the products it had.
+the swarm; a second run changes nothing; then site.yml deploys everything again (a new swarm, after
+removing the overlay namespace an earlier swarm left, planted here) and the shop has the products it had.
 """
 
 import json
+import os
+import subprocess
 
 from runner import LOCAL, docker, local_vault, playbook
 
@@ -52,6 +54,32 @@ def platform():
     }
 
 
+LEFTOVER = "/var/run/docker/netns/1-shopstreamleft"
+
+
+def plant_overlay_leftover():
+    """What a killed engine that then left its swarm keeps: an overlay namespace whose VXLAN device
+    (up, on 4789/udp) holds the first VXLAN ID a new swarm hands out (4097, ingress having 4096).
+    Left there, every task on the new swarm's first overlay fails: 'error creating vxlan interface:
+    file exists'."""
+    link = "/run/netns/shopstream-left"
+    steps = [
+        ["touch", LEFTOVER],
+        ["unshare", f"--net={LEFTOVER}", "true"],
+        ["ip", "link", "add", "vx-shopleft", "type", "vxlan", "id", "4097", "dstport", "4789"],
+        ["mkdir", "-p", "/run/netns"],
+        ["touch", link],
+        ["mount", "--bind", LEFTOVER, link],
+        ["ip", "link", "set", "vx-shopleft", "netns", "shopstream-left"],
+        ["ip", "-n", "shopstream-left", "link", "set", "vx-shopleft", "up"],
+        ["umount", link],
+        ["rm", link],
+    ]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, (step, done.stderr)
+
+
 def test_teardown_then_site_brings_the_platform_back_with_its_data(deployed):
     catalogue = products()
     before = platform()
@@ -78,8 +106,11 @@ def test_teardown_then_site_brings_the_platform_back_with_its_data(deployed):
         assert platform() == dict(after, swarm="inactive")
         again = playbook(*TEARDOWN, "-e", "teardown_confirm=yes", "-e", "teardown_swarm=true")
         assert again.rc == 0 and again.changed() == 0, again.out[-3000:]
+        plant_overlay_leftover()
     finally:
         back = playbook("site.yml", *WITH_VAULT)
     assert back.rc == 0, back.out[-4000:]
+    assert "the swarm role removes them before the node creates or joins one" in back.out
+    assert not os.path.exists(LEFTOVER), "the swarm role removed the earlier swarm's overlay namespace"
     assert platform()["stacks"] == sorted(STACKS)
     assert set(catalogue) <= set(products()), "the volumes kept the data"

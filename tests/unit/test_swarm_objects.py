@@ -690,3 +690,75 @@ def test_network_create_body_and_users():
     assert users("n1", "data", [svc, service("web")]) == ["db"]
     message = procedure("data", {"internal": (True, False)}, ["db"])
     assert "internal True -> False" in message and "docker network rm data" in message and "(db)" in message
+
+
+def run_module(module, args):
+    """Run a module as Ansible does (its arguments in a JSON file); its JSON result."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as handle:
+        json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
+        handle.flush()
+        done = subprocess.run(
+            [sys.executable, "-m", f"ansible_collections.shopstream.swarm.plugins.modules.{module}", handle.name],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+            check=False,
+        )
+    return json.loads(done.stdout)
+
+
+def test_several_secrets_in_one_call_are_versioned_each_as_alone_and_their_values_never_shown(engine):
+    values = {"shopstream_db": "db-value-1", "shopstream_jwt": "jwt-value-2"}
+    same = version("v1", versioned_name("shopstream_db", b"db-value-1", KEY), "2026", logical="shopstream_db")
+    old_jwt = version("j0", "shopstream_jwt_aaaaaaaaaaaa", "2025", logical="shopstream_jwt")
+    new_jwt = versioned_name("shopstream_jwt", b"jwt-value-2", KEY)
+    engine.routes[("GET", label_query(SECRET, "shopstream_db"))] = (200, [same])
+    made = version("j1", new_jwt, "2026", logical="shopstream_jwt")
+    engine.routes[("GET", label_query(SECRET, "shopstream_jwt"))] = lambda: (
+        200,
+        ([made] if mutations(engine) else []) + [old_jwt],
+    )
+    engine.routes[("GET", f"/secrets?{filters_param(name=[new_jwt])}")] = (200, [])
+    engine.routes[("POST", "/secrets/create")] = (201, {"ID": "j1"})
+    engine.routes[("GET", "/services")] = (200, [])
+    args = {
+        "objects": [{"name": n, "data": v} for n, v in values.items()],
+        "hash_key": KEY,
+        "labels": {"team": "shop"},
+        "prune": False,
+        "docker_host": "unix://" + engine.server_address,
+    }
+
+    result = run_module("swarm_secret", args)
+
+    assert result.get("changed") is True, result
+    assert result["objects"] == [
+        {"object": "shopstream_db", "name": same["Spec"]["Name"], "id": "v1", "created": False, "previous": ""},
+        {"object": "shopstream_jwt", "name": new_jwt, "id": "j1", "created": True, "previous": old_jwt["Spec"]["Name"]},
+    ]
+    assert mutations(engine) == [("POST", "/secrets/create")]  # the unchanged one is left alone
+    body = json.loads(next(b for m, _p, b in engine.requests if m == "POST"))
+    assert body["Labels"]["team"] == "shop"
+    shown = json.dumps(result)
+    assert not any(value in shown for value in values.values()) and KEY not in shown
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"objects": [{"name": "a", "data": "x"}], "name": "a"}, "mutually exclusive"),
+        ({"objects": [{"name": "a", "data": "x"}, {"name": "a", "data": "y"}]}, "a more than once"),
+        ({"objects": [{"name": "a"}]}, "data"),
+        ({"state": "absent", "objects": [{"name": "a", "data": "x"}]}, "name"),
+    ],
+)
+def test_objects_refused_before_anything_is_written(engine, args, message):
+    engine.routes[("GET", "/services")] = (200, [])
+    result = run_module("swarm_config", dict(args, docker_host="unix://" + engine.server_address))
+    assert result.get("failed") and message in result["msg"], result
+    assert mutations(engine) == []

@@ -210,7 +210,7 @@ def test_swarm_ports_held_by_something_else(port, in_swarm, problem):
     [
         (False, ["1-8ki7xr4507", "ingress_sbox"], False),  # a killed engine's own leftovers
         (False, [], True),  # no engine namespaces: someone else's VXLAN
-        (True, ["1-8ki7xr4507"], False),  # engine up, left its swarm: an earlier run's namespaces
+        (True, ["1-8ki7xr4507"], False),  # engine up, left its swarm: an earlier swarm's namespaces
         (True, [], True),
     ],
 )
@@ -220,7 +220,7 @@ def test_vxlan_port_left_by_a_killed_engine_is_not_another_user(reachable, sandb
     rec["probe"]["docker"].update(reachable=reachable, overlay_sandboxes=sandboxes, swarm={"state": None})
     result = check([rec])
     assert bool(result["errors"].get("m1")) is problem
-    left = "an earlier run of the Docker engine left behind" if reachable else "stopped Docker engine left behind"
+    left = "an earlier swarm of the Docker engine left behind" if reachable else "stopped Docker engine left behind"
     assert any(left in w for w in result["warnings"]) is not problem
 
 
