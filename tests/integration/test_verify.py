@@ -299,6 +299,28 @@ def test_every_page_of_the_dashboard_loads_under_its_own_path_and_the_shop_keeps
         assert b"routers" not in body, "the gateway's answer, not Traefik's"
 
 
+def test_prometheus_and_alertmanager_answer_under_their_own_paths_behind_their_login(deployed):
+    """Operators reach both UIs and APIs through Traefik (stack_prometheus_path, stack_alertmanager_path),
+    each asking for its own login; the UI knows the path it is served under."""
+    login = f"prometheus:{local_vault()['vault_shopstream_monitoring_password']}"
+    auth = {"Authorization": "Basic " + base64.b64encode(login.encode()).decode()}
+    for prefix, api in (("/prometheus", "/api/v1/status/buildinfo"), ("/alertmanager", "/api/v2/status")):
+        deadline = time.monotonic() + 60  # Traefik reads its routers from the swarm every few seconds
+        while (answer := get(prefix + api, auth))[0] != 200 and time.monotonic() < deadline:
+            time.sleep(1)
+        status, kind, _challenge, body = answer
+        assert status == 200 and kind.startswith("application/json"), (prefix, status, body[:300])
+        json.loads(body)
+        status, _kind, challenge, _body = get(prefix + api)
+        assert status == 401 and challenge.startswith("Basic"), (prefix, "no answer without the login")
+        status, kind, _challenge, body = get(prefix + "/", auth)
+        assert status in (200, 302) and (status == 302 or kind.startswith("text/html")), (prefix, status, body[:300])
+    up = json.loads(get("/prometheus/api/v1/query?query=up", auth)[3])
+    assert up["status"] == "success" and up["data"]["result"], up
+    page = get("/prometheus/graph", auth)
+    assert page[0] == 200 and b"/prometheus" in page[3], "the UI's links and API calls carry its path"
+
+
 def test_traefik_stops_password_guessing_at_the_dashboard_and_the_login_route(deployed):
     """Traefik's own 429 (text, not the gateway's JSON) past the per-address limits of the stack role."""
     limits = yaml.safe_load((ROOT / "roles/stack/defaults/main.yml").read_text())["stack_rate_limits"]
