@@ -38,6 +38,18 @@ def docker(*args, check=True, timeout=300):
     return proc.stdout.strip()
 
 
+def pause(name, attempts=5):
+    """docker pause: runc's freeze of the container's cgroup may give up while its processes are
+    busy ("unable to freeze", then it thaws them); a moment later it succeeds."""
+    for _ in range(attempts - 1):
+        proc = subprocess.run(["docker", "pause", name], capture_output=True, text=True, timeout=60, check=False)
+        if proc.returncode == 0:
+            return
+        assert "unable to freeze" in proc.stderr, f"docker pause {name} failed: {proc.stderr.strip()}"
+        time.sleep(1)
+    docker("pause", name)
+
+
 @pytest.fixture(scope="module")
 def kit_images(kit_ref):
     """{name: ref} of the images the journey needs, built by the kit from nothing on a fresh host
@@ -344,7 +356,7 @@ def test_metrics_and_health(journey):
         assert docker("exec", name, "id", "-u") == str(APP_UID)
     status, body, _headers = journey.call("GET", "/healthz")
     assert status == 200 and body["checks"] == {"redis": "ok"}
-    docker("pause", journey.redis)  # the gateway's rate limiter stops answering: it counts per replica
+    pause(journey.redis)  # the gateway's rate limiter stops answering: it counts per replica
     try:
         status, body, _headers = journey.call("GET", "/healthz")
         assert status == 200 and body["status"] == "degraded" and body["checks"]["redis"].startswith("error"), body
@@ -356,7 +368,7 @@ def test_metrics_and_health(journey):
 def test_a_database_that_cannot_answer_is_a_503_with_retry_after_never_a_500(journey, token):
     # To product itself: the gateway's limit of this test's user is used up by test_rate_limit_yields_429.
     product = Client(f"http://{journey.address(journey.apps['product'])}:8080")
-    docker("pause", journey.mariadb)  # MariaDB restarting, as a client sees it: no answer
+    pause(journey.mariadb)  # MariaDB restarting, as a client sees it: no answer
     try:
         status, body, headers = product.call("GET", "/api/products", token=token)
     finally:
