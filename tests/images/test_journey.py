@@ -41,13 +41,14 @@ def docker(*args, check=True, timeout=300):
 def pause(name, attempts=5):
     """docker pause: runc's freeze of the container's cgroup may give up while its processes are
     busy ("unable to freeze", then it thaws them); a moment later it succeeds."""
-    for _ in range(attempts - 1):
+    for attempt in range(1, attempts + 1):
         proc = subprocess.run(["docker", "pause", name], capture_output=True, text=True, timeout=60, check=False)
         if proc.returncode == 0:
             return
-        assert "unable to freeze" in proc.stderr, f"docker pause {name} failed: {proc.stderr.strip()}"
+        assert "unable to freeze" in proc.stderr and attempt < attempts, (
+            f"docker pause {name} failed (attempt {attempt}): {proc.stderr.strip()}"
+        )
         time.sleep(1)
-    docker("pause", name)
 
 
 @pytest.fixture(scope="module")
