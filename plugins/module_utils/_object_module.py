@@ -53,10 +53,7 @@ class VersionedObject:
         self.client = DockerClient(self.params["docker_host"], timeout=30)
         self.store = ObjectStore(self.client, kind)
 
-    def names(self, logical):
-        return [v["Spec"]["Name"] for v in self.store.versions(logical)]
-
-    def ensure(self, logical, data, labels):
+    def ensure(self, logical, data, labels, versions):
         """The version of one logical object: ``{object, name, id, created, previous}``."""
         name, obj_id, created, previous = ensure_version(
             self.client,
@@ -66,19 +63,28 @@ class VersionedObject:
             hash_key=self.params["hash_key"],
             labels=labels,
             check_mode=self.module.check_mode,
+            versions=versions,
         )
         return dict(object=logical, name=name, id=obj_id, created=created, previous=previous or "")
 
-    def present_many(self):
-        """Every entry of ``objects`` in one call: one connection, then one rewire and prune for all."""
+    def present(self, entries):
+        """Each of ``entries`` (``{name, data, labels}``) in one call: one connection, one listing of
+        each object's versions, then one rewire and prune for all.
+
+        Returns ``(changed, before, after, objects, outcome)``; ``before`` and ``after`` map each
+        logical name to its versions' names.
+        """
         p = self.params
-        check_keep(p["keep"])
-        logicals = [o["name"] for o in p["objects"]]
+        check_keep(p["keep"])  # before a version is created
+        logicals = [e["name"] for e in entries]
         repeated = sorted({n for n in logicals if logicals.count(n) > 1})
         if repeated:
             raise ObjectError(f"objects names {', '.join(repeated)} more than once: give each logical name once.")
-        before = {logical: self.names(logical) for logical in logicals}
-        objects = [self.ensure(o["name"], o["data"], dict(p["labels"], **o["labels"])) for o in p["objects"]]
+        versions = {logical: self.store.versions(logical) for logical in logicals}
+        before = {logical: [v["Spec"]["Name"] for v in found] for logical, found in versions.items()}
+        objects = [
+            self.ensure(e["name"], e["data"], dict(p["labels"], **e["labels"]), versions[e["name"]]) for e in entries
+        ]
         outcome = rewire_and_prune(
             self.client,
             {self.kind: {o["object"]: o["name"] for o in objects}},
@@ -97,31 +103,20 @@ class VersionedObject:
             for o in objects
         }
         changed = any(o["created"] for o in objects) or bool(outcome["rewired"] or outcome["pruned"])
+        return changed, before, after, objects, outcome
+
+    def present_many(self):
+        changed, before, after, objects, outcome = self.present(self.params["objects"])
         return changed, before, after, dict(objects=objects, **outcome)
 
-    def present(self):
+    def present_one(self):
         p = self.params
-        check_keep(p["keep"])  # before a version is created
-        before = self.names(p["name"])
-        one = self.ensure(p["name"], p["data"], p["labels"])
-        name, obj_id, created, previous = one["name"], one["id"], one["created"], one["previous"]
-        outcome = rewire_and_prune(
-            self.client,
-            {self.kind: {p["name"]: name}},
-            keep=p["keep"],
-            prune=p["prune"],
-            rewire=p["rewire"],
-            check_mode=self.module.check_mode,
-            timeout=p["timeout"],
+        changed, before, after, objects, outcome = self.present([dict(name=p["name"], data=p["data"], labels={})])
+        one = objects[0]
+        result = dict(
+            name=one["name"], id=one["id"], created=one["created"], previous=one["previous"] or None, **outcome
         )
-        for warning in outcome.pop("warnings"):
-            self.module.warn(warning)
-        outcome.pop("waves")
-        after = ([name] if created else []) + [
-            n for n in before if n not in {entry["name"] for entry in outcome["pruned"]}
-        ]
-        result = dict(name=name, id=obj_id, created=created, previous=previous, **outcome)
-        return created or bool(outcome["rewired"] or outcome["pruned"]), before, after, result
+        return changed, before[p["name"]], after[p["name"]], result
 
     def absent(self):
         versions = self.store.versions(self.params["name"])
@@ -157,7 +152,7 @@ def main(kind, data_no_log):
         if module.params["objects"] is not None:
             changed, before, after, result = manager.present_many()
         elif module.params["state"] == "present":
-            changed, before, after, result = manager.present()
+            changed, before, after, result = manager.present_one()
         else:
             changed, before, after, result = manager.absent()
     except (ObjectError, UpdateFailed) as exc:

@@ -566,16 +566,18 @@ def rewire_and_prune(
     }
 
 
-def ensure_version(client, kind, logical, data, hash_key=None, labels=None, check_mode=False):
+def ensure_version(client, kind, logical, data, hash_key=None, labels=None, check_mode=False, versions=None):
     """Create the version of ``logical`` holding ``data`` unless it exists.
 
+    ``versions``: the object's versions when the caller has listed them already.
     Returns ``(name, id, created, previous)``: ``previous`` is the newest version's name before
     this call, when it is a different one.
     """
     check_size(kind, logical, data)
     name = versioned_name(logical, data, hash_key)
     store = ObjectStore(client, kind)
-    versions = store.versions(logical)
+    if versions is None:
+        versions = store.versions(logical)
     newest = versions[0]["Spec"]["Name"] if versions else None
     previous = newest if newest != name else None
     match = [v for v in versions if v["Spec"]["Name"] == name]

@@ -423,18 +423,10 @@ def test_redis_refuses_to_start_without_its_secret(containers, kit_ref, env, exp
     assert expected in containers.logs(name)
 
 
-def test_rabbitmq_takes_its_users_from_the_definitions_file(containers, kit_ref):
-    name, _volume = start(containers, kit_ref, "rabbitmq")
-    api = f"http://{containers.ip(name)}:15672/api/whoami"
-    status, body, _headers = http(api, auth=("shop", PASSWORD))
-    assert status == 200 and json.loads(body)["name"] == "shop"
-    assert http(api, auth=("shop", "wrong"))[0] == 401
-    assert http(api, auth=("guest", "guest"))[0] == 401, "guest logs in from outside the container"
-
-
-def test_rabbitmq_keeps_only_the_users_its_definitions_list(containers, kit_ref):
+def test_rabbitmq_keeps_only_the_users_its_definitions_list_and_its_data_across_a_restart(containers, kit_ref):
     """A rotation: the definitions list the previous password's user beside the current one, then the
-    current one alone; after each boot exactly their users exist (guest, never listed, is deleted)."""
+    current one alone; after each boot exactly their users exist (guest, never listed, is deleted),
+    and what the broker wrote to its volume is still there."""
     old, new = {"shop-0ld": "old-" + PASSWORD}, {"shop-n3w": PASSWORD}
     secrets = containers.secrets(definitions=rabbit_definitions({**old, **new}))
     definitions = os.path.join(secrets, "definitions")
@@ -458,7 +450,11 @@ def test_rabbitmq_keeps_only_the_users_its_definitions_list(containers, kit_ref)
 
     users([*old, *new])
     for user, password in {**old, **new}.items():
-        assert http(api, auth=(user, password))[0] == 200, user
+        status, body, _headers = http(api, auth=(user, password))
+        assert status == 200 and json.loads(body)["name"] == user, user
+    assert http(api, auth=("shop-n3w", "wrong"))[0] == 401
+    assert http(api, auth=("guest", "guest"))[0] == 401, "guest logs in from outside the container"
+    containers.exec(name, "rabbitmqctl", "-q", "add_vhost", "kittest-kept")
     with open(definitions, "w", encoding="utf-8") as handle:  # the same file (bind-mounted), rewritten
         handle.write(rabbit_definitions(new))
     containers.restart(name)
@@ -467,6 +463,7 @@ def test_rabbitmq_keeps_only_the_users_its_definitions_list(containers, kit_ref)
     assert http(api, auth=("shop-n3w", PASSWORD))[0] == 200
     assert http(api, auth=("shop-0ld", "old-" + PASSWORD))[0] == 401
     assert "deleted user shop-0ld" in containers.logs(name)
+    assert "kittest-kept" in containers.exec(name, "rabbitmqctl", "-q", "list_vhosts").stdout
 
 
 def test_rabbitmq_refuses_to_start_without_its_definitions(containers, kit_ref):
@@ -499,14 +496,6 @@ def test_redis_keeps_its_data_across_a_restart(containers, kit_ref):
     containers.restart(name)
     containers.wait_healthy(name, 60)
     assert redis_command(containers.ip(name), "GET", "kittest", password=PASSWORD) == "kept"
-
-
-def test_rabbitmq_keeps_its_data_across_a_restart(containers, kit_ref):
-    name, _volume = start(containers, kit_ref, "rabbitmq")
-    containers.exec(name, "rabbitmqctl", "-q", "add_vhost", "kittest-kept")
-    containers.restart(name)
-    containers.wait_healthy(name, 180)
-    assert "kittest-kept" in containers.exec(name, "rabbitmqctl", "-q", "list_vhosts").stdout
 
 
 def test_prometheus_keeps_its_data_across_a_restart(containers, kit_ref):

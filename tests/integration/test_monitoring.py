@@ -90,6 +90,7 @@ def test_a_firing_alert_reaches_the_webhook_the_inventory_names(deployed):
     receivers = {
         "configs_alertmanager_receivers": [{"name": "itest", "webhook_configs": [{"url": f"http://{WEBHOOK}:8080/"}]}],
         "configs_alertmanager_receiver": "itest",
+        "configs_alertmanager_group_wait": "1s",  # the default, 30s, would only make the test wait
     }
     try:
         webhook = running_container(WEBHOOK)
@@ -104,7 +105,7 @@ def test_a_firing_alert_reaches_the_webhook_the_inventory_names(deployed):
             input=local_vault()["vault_shopstream_monitoring_password"], capture_output=True, text=True, check=False,
         )  # fmt: skip
         assert fired.returncode == 0 and fired.stdout.strip() == "200", fired.stdout + fired.stderr
-        # Alertmanager waits group_wait (30 s) before the first notification of a group.
+        # Alertmanager waits group_wait (1 s here) before the first notification of a group.
         deadline, notes = time.monotonic() + 90, []
         while time.monotonic() < deadline and not notes:
             logs = docker("logs", webhook).stdout.splitlines()

@@ -748,6 +748,29 @@ def test_several_secrets_in_one_call_are_versioned_each_as_alone_and_their_value
     assert not any(value in shown for value in values.values()) and KEY not in shown
 
 
+def test_one_secret_by_name_answers_as_before_and_lists_its_versions_once(engine):
+    old = version("j0", "shopstream_jwt_aaaaaaaaaaaa", "2025", logical="shopstream_jwt")
+    new = versioned_name("shopstream_jwt", b"jwt-value-3", KEY)
+    made = version("j1", new, "2026", logical="shopstream_jwt")
+    engine.routes[("GET", label_query(SECRET, "shopstream_jwt"))] = lambda: (
+        200,
+        ([made] if mutations(engine) else []) + [old],
+    )
+    engine.routes[("GET", f"/secrets?{filters_param(name=[new])}")] = (200, [])
+    engine.routes[("POST", "/secrets/create")] = (201, {"ID": "j1"})
+    engine.routes[("GET", "/services")] = (200, [])
+    args = {"name": "shopstream_jwt", "data": "jwt-value-3", "hash_key": KEY, "prune": False}
+
+    result = run_module("swarm_secret", dict(args, docker_host="unix://" + engine.server_address))
+
+    assert result.get("changed") is True, result
+    assert [result[k] for k in ("name", "id", "created", "previous")] == [new, "j1", True, old["Spec"]["Name"]]
+    listings = [p for m, p, _b in engine.requests if m == "GET" and p == label_query(SECRET, "shopstream_jwt")]
+    # once before the version is made, once by the rewire that needs it
+    assert len(listings) == 2 and mutations(engine) == [("POST", "/secrets/create")]
+    assert "jwt-value-3" not in json.dumps(result)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
