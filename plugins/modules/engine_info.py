@@ -25,8 +25,8 @@ options:
   packages:
     description:
       - The packages wanted, each a name or C(name=version) (the form C(ansible.builtin.apt)
-        takes). A package is missing when it is not installed, or installed in another version
-        than the one given.
+        takes, a version pattern such as C(20.10.*) included). A package is missing when it is
+        not installed, or installed in a version the one given does not match.
     type: list
     elements: str
     default: []
@@ -108,6 +108,7 @@ direct:
   sample: {pidfile: /var/run/docker.pid, pid: 512, running: true}
 """
 
+import fnmatch
 import grp
 import os
 import pwd
@@ -148,7 +149,8 @@ def missing(specs, packages):
     for spec in specs:
         name, version = wanted(spec)
         got = packages.get(name, {})
-        if not got.get("installed") or (version and got.get("version") != version):
+        # apt takes a version pattern too (docker.io=20.10.*): fnmatch, as ansible.builtin.apt matches it
+        if not got.get("installed") or (version and not fnmatch.fnmatchcase(got.get("version") or "", version)):
             out.append(spec)
     return out
 

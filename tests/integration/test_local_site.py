@@ -134,6 +134,14 @@ def test_site_runs_again_and_changes_nothing(capsys):
     assert again.changed() == 0, again.recap
     # No stack was deployed again: `docker stack deploy` raises every service's version.
     assert service_versions() == before
+    # The run ends with the proof, then where to find the platform.
+    tasks = [line.rstrip("* ") for line in again.out.splitlines() if line.startswith("TASK [")]
+    assert tasks[-2:] == [
+        "TASK [Verify | the report - what was proven, or every check that failed]",
+        "TASK [Verify | where to find it]",
+    ], tasks[-3:]
+    last = again.out[again.out.rindex("TASK [Verify | where to find it]") :]
+    assert "ShopStream: https://" in last and "/dashboard/ (Traefik, user" in last, last[:2000]
     with capsys.disabled():
         print(f"\n  local site.yml: idempotent rerun {again.seconds:.1f} s ", end="")
 

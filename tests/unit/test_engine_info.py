@@ -53,8 +53,11 @@ def test_packages_missing_when_absent_removed_or_of_another_version(host):
 
 
 def test_every_package_as_asked_is_nothing_missing(host):
-    result = run(host, {"packages": ["docker.io", "python3-docker=5.0.3-1"], "config_path": str(host / "x.json")})
-    assert result["missing"] == []
+    specs = ["docker.io=20.10.*", "python3-docker=5.0.3-1"]
+    assert run(host, {"packages": specs, "config_path": str(host / "x.json")})["missing"] == []
+    assert run(host, {"packages": ["docker.io=23.*"], "config_path": str(host / "x.json")})["missing"] == [
+        "docker.io=23.*"
+    ]
 
 
 def test_the_config_file_and_its_directory_as_they_are(host):
