@@ -12,7 +12,7 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._swarm_objects im
 
 
 def rotation_entries(results, rewire, prefix="", kind="secret"):
-    """What happened to each object: ``[{key, name, created, previous, rewired, pruned, in_use}]``.
+    """What happened to each object: ``[{key, name, followed, created, previous, rewired, pruned, in_use}]``.
 
     ``results`` are the ``objects`` of a swarm_secret or swarm_config call (each with ``object``,
     the logical name, ``name``, ``created`` and ``previous``) or the results of a loop over one of
@@ -36,12 +36,14 @@ def rotation_entries(results, rewire, prefix="", kind="secret"):
                 f"rotation_report: the {kind} result for {key} has no version name (skipped or failed); "
                 "report only on a run where every object was created."
             )
-        name = result["name"]
+        # A follow_signers previous value: the version the rewire chose for it, not this run's.
+        name = ((rewire.get("targets") or {}).get(kind) or {}).get(logical, result["name"])
         entries.append(
             {
                 "key": key,
                 "name": name,
-                "created": bool(result.get("created")),
+                "followed": name != result["name"],
+                "created": bool(result.get("created")) and name == result["name"],
                 "previous": result.get("previous") or "",
                 "rewired": [
                     entry["service"]
@@ -57,6 +59,8 @@ def rotation_entries(results, rewire, prefix="", kind="secret"):
 
 def _secret_line(e):
     version = f"new {e['name']}, was {e['previous'] or 'none'}" if e["created"] else f"current {e['name']}"
+    if e.get("followed"):
+        version += " (the value its signers ran, not the vault's)"
     kept = f"; kept in use: {', '.join(e['in_use'])}" if e["in_use"] else ""
     return (
         f"{e['key']}: {version}; rewired: {', '.join(e['rewired']) or 'none'}"

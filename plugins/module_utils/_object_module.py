@@ -97,6 +97,7 @@ class VersionedObject:
         for warning in outcome.pop("warnings"):
             self.module.warn(warning)
         outcome.pop("waves")
+        outcome.pop("targets")
         pruned = {entry["name"] for entry in outcome["pruned"]}
         after = {
             o["object"]: ([o["name"]] if o["created"] else []) + [n for n in before[o["object"]] if n not in pruned]

@@ -134,16 +134,16 @@ def check_keep(keep):
         )
 
 
-def prune_plan(versions, current_id, keep, refs):
+def prune_plan(versions, current_id, keep, refs, held=()):
     """Decide which versions go.
 
     ``versions`` newest first. The current version and the ``keep - 1`` newest others stay;
-    of the rest, those a service references stay too and are reported. Returns
-    ``(remove, in_use)``: lists of version objects.
+    of the rest, those a service references stay too and are reported, and those ``held`` (IDs)
+    stay silently. Returns ``(remove, in_use)``: lists of version objects.
     """
     check_keep(keep)
     kept = [v for v in versions if v["ID"] == current_id]
-    others = [v for v in versions if v["ID"] != current_id]
+    others = [v for v in versions if v["ID"] != current_id and v["ID"] not in held]
     beyond = others[max(keep - len(kept), 0) :]
     remove = [v for v in beyond if not refs.get(v["ID"])]
     in_use = [v for v in beyond if refs.get(v["ID"])]
@@ -435,6 +435,48 @@ def accepted_by(targets, versions, current, first, accepts=None):
     return pairs
 
 
+def twin(versions, previous, primary_name, primary):
+    """The version of ``previous`` (``<primary>_previous``) holding the value of ``primary``'s version
+    ``primary_name``: the same content, so the same suffix. None when it does not exist."""
+    name = f"{previous}_{primary_name[len(primary) + 1 :]}"
+    return next((v for v in versions if v["Spec"]["Name"] == name), None)
+
+
+def followed(services, versions, current, follow):
+    """``{previous logical name: version}`` for each ``<name>_previous`` of ``follow`` whose services
+    (the acceptors, which mount it) must not get the given version: the version to give them instead.
+
+    - While the services that mount ``<name>`` alone (the signers) run one version of it other than
+      the current, the acceptors' previous value is that version's value (its twin of
+      ``<name>_previous``, when it exists): whichever way the value changes, forward in a rotation or
+      back to an older vault, the acceptors accept the old value until no signer uses it.
+    - Once every signer runs the current version, acceptors that all mount one version of
+      ``<name>_previous`` keep it: the value before the last change, not whatever the vault holds.
+    """
+    chosen = {}
+    for previous in follow:
+        primary = previous[: -len(PREVIOUS_SUFFIX)]
+        if not previous.endswith(PREVIOUS_SUFFIX) or previous not in versions or primary not in versions:
+            continue
+        primary_ids = {v["ID"]: v for v in versions[primary]}
+        previous_ids = {v["ID"]: v for v in versions[previous]}
+        signers_on, acceptors_on = set(), set()
+        for service in services:
+            mounted = {ref for refs in _refs((service.get("Spec") or {}).get("TaskTemplate")) for ref in refs}
+            if mounted & previous_ids.keys():
+                acceptors_on |= mounted & previous_ids.keys()
+            else:
+                signers_on |= mounted & primary_ids.keys()
+        running = signers_on - {current[primary]}
+        if len(running) == 1:
+            found = twin(versions[previous], previous, primary_ids[running.pop()]["Spec"]["Name"], primary)
+            if found:
+                chosen[previous] = found
+        elif not running and len(acceptors_on) == 1:
+            chosen[previous] = previous_ids[acceptors_on.pop()]
+    return chosen
+
+
 def waves(planned, accepted):
     """The planned moves in waves: every service that accepts the previous value of an object
     (it mounts a version of an object in ``first``) moves before each service that uses only that
@@ -481,16 +523,30 @@ def refusing_moves(planned):
 
 
 def rewire_and_prune(
-    client, targets, keep=3, prune=True, rewire=True, check_mode=False, timeout=300, first=(), poll=1.0, accepts=None
+    client,
+    targets,
+    keep=3,
+    prune=True,
+    rewire=True,
+    check_mode=False,
+    timeout=300,
+    first=(),
+    poll=1.0,
+    accepts=None,
+    follow=(),
 ):
     """Move services onto the target versions, one update per service, then prune unused versions.
 
     ``targets`` is ``{Kind: {logical: versioned name}}``. The services move in the waves that
-    ``waves`` orders by ``first``; the services of a wave update together. In check mode
-    nothing is written and the result says what would happen. Returns a dict with ``rewired``,
-    ``pruned``, ``in_use`` and ``events``; raises UpdateFailed or DockerAPIError.
+    ``waves`` orders by ``first``; the services of a wave update together. The previous values in
+    ``follow`` get the version ``followed`` chooses, where it chooses one, and the twin of each
+    current value is never pruned (the previous value of the next change). In check mode nothing
+    is written and the result says what would happen. Returns a dict with ``rewired``,
+    ``pruned``, ``in_use``, ``events`` and ``targets`` (per kind name, the versions services
+    were moved onto); raises UpdateFailed or DockerAPIError.
     """
     check_keep(keep)
+    targets = {kind: dict(names) for kind, names in targets.items()}  # followed previous values change it
     events = []
     rewirer = Rewirer(client, timeout=timeout, poll=poll, progress=events.append)
     stores = {kind: ObjectStore(client, kind) for kind in targets}
@@ -506,6 +562,17 @@ def rewire_and_prune(
             current[(kind, logical)] = match[0]["ID"] if match else PLACEHOLDER_ID
 
     services = list_services(client) if targets else []
+    held = {}
+    for kind, names in targets.items():
+        logical_current = {logical: current[(kind, logical)] for logical in names}
+        for previous, version in followed(services, versions[kind], logical_current, follow).items():
+            names[previous] = version["Spec"]["Name"]
+            current[(kind, previous)] = version["ID"]
+        for previous in follow:
+            primary = previous[: -len(PREVIOUS_SUFFIX)]
+            if previous in names and primary in names:
+                found = twin(versions[kind][previous], previous, names[primary], primary)
+                held[(kind, previous)] = {found["ID"]} if found else set()
     rewired, warnings, moved_in_waves = [], [], []
     if rewire:
         moves = {
@@ -542,7 +609,9 @@ def rewire_and_prune(
         for kind, names in targets.items():
             refs = references(services, kind)
             for logical in names:
-                remove, busy = prune_plan(versions[kind][logical], current[(kind, logical)], keep, refs)
+                remove, busy = prune_plan(
+                    versions[kind][logical], current[(kind, logical)], keep, refs, held.get((kind, logical), ())
+                )
                 for version in remove:
                     if not check_mode:
                         stores[kind].remove(version["ID"])
@@ -563,6 +632,7 @@ def rewire_and_prune(
         "in_use": in_use,
         "events": events,
         "warnings": warnings,
+        "targets": {kind.name: dict(names) for kind, names in targets.items()},
     }
 
 

@@ -57,6 +57,21 @@ options:
     type: dict
     default: {}
     version_added: 0.3.0
+  follow:
+    description:
+      - Logical names of O(first) whose value follows the services that use the object alone (the
+        signers), not the given version. While the signers run one version of the object other
+        than the given one, the services that mount the V(_previous) object get the version of it
+        that holds the signers' value (named with the same suffix, when it exists); once every
+        signer runs the given version, they keep the version they mount. Either way, forward in a
+        rotation or back to an older vault, the old value stays accepted until no signer uses it.
+      - The version of each V(_previous) object holding the object's given value is never pruned,
+        being the previous value of the next change.
+      - RV(targets) returns the versions chosen.
+    type: list
+    elements: str
+    default: []
+    version_added: 0.3.0
   keep:
     description: Versions kept per object, the current one included (1 or more); versions in use are always kept.
     type: int
@@ -136,6 +151,17 @@ in_use:
   returned: always
   type: list
   elements: dict
+targets:
+  description:
+    - Per kind (V(secret), V(config)), logical name to the version services were moved onto (would
+      be, in check mode); the given one, but for O(follow).
+  returned: always
+  type: dict
+  sample:
+    secret:
+      shopstream_jwt_key: shopstream_jwt_key_77e0a9b1c2d3
+      shopstream_jwt_key_previous: shopstream_jwt_key_previous_5d0c8e1f2a3b
+  version_added: 0.3.0
 events:
   description: Progress of each service update.
   returned: always
@@ -162,6 +188,7 @@ def main():
             configs=dict(type="dict", default={}),
             first=dict(type="list", elements="str", default=[]),
             accepts=dict(type="dict", default={}),
+            follow=dict(type="list", elements="str", default=[]),
             keep=dict(type="int", default=3),
             prune=dict(type="bool", default=True),
             timeout=dict(type="int", default=300),
@@ -181,6 +208,7 @@ def main():
             timeout=p["timeout"],
             first=p["first"],
             accepts=p["accepts"],
+            follow=p["follow"],
         )
     except (ObjectError, UpdateFailed) as exc:
         module.fail_json(msg=str(exc))

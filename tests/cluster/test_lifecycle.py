@@ -4,7 +4,8 @@ Molecule's side_effect step runs this module after converge, idempotence and ver
 the scenario's inventory (MOLECULE_INVENTORY_FILE) and its node containers. The tests run in
 order and each leaves the cluster as the next expects: preflight refuses hosts it cannot use
 (a wrong sudo password, a user without sudo, no Python), a host of a foreign swarm is refused,
-scale.yml joins it once it has left, site.yml stops while the first manager is unreachable and
+rotate_swarm.yml gives every node a certificate of a new root CA and the swarm new join tokens,
+scale.yml joins it with them once it has left, site.yml stops while the first manager is unreachable and
 changes nothing once it is declared down,
 a removal that would break quorum is refused, then a worker and a manager are removed and the
 swarm stays writable.
@@ -134,6 +135,27 @@ def test_a_host_of_a_foreign_swarm_is_refused(inventories):
     assert run.changed() == 0, run.recap
     assert swarm_of("node6")["Cluster"]["ID"] == foreign_id
     assert nodes() == before
+
+
+def test_the_join_tokens_and_root_ca_rotate_on_every_node(inventories):
+    # Before scale: node6 then joins with the new tokens.
+    before_tokens = join_tokens("manager1")
+    before = swarm_of("manager1")["Cluster"]
+    before_root = before["TLSInfo"]["TrustRoot"]
+    run = playbook("playbooks/rotate_swarm.yml", *inventories["cluster"])
+    assert run.rc == 0, run.out[-3000:]
+    assert not [t for t in before_tokens + join_tokens("manager1") if t in run.out]
+    assert all(new != old for new, old in zip(join_tokens("manager2"), before_tokens, strict=True))
+    cluster = swarm_of("manager3")["Cluster"]
+    assert cluster["TLSInfo"]["TrustRoot"] != before_root
+    assert {**cluster["Spec"], "CAConfig": None} == {**before["Spec"], "CAConfig": None}, "other settings moved"
+    issuers = {
+        n["Description"]["Hostname"]: n["Description"]["TLSInfo"]["CertIssuerPublicKey"]
+        for n in json.loads(node_exec("manager1", "sh", "-c", "docker node inspect $(docker node ls -q)"))
+    }
+    assert sorted(issuers) == sorted(EXISTING)
+    assert set(issuers.values()) == {cluster["TLSInfo"]["CertIssuerPublicKey"]}, issuers
+    assert "root CA rotated (5 node(s) on certificates of the new CA, valid 90 days)" in " ".join(run.out.split())
 
 
 def test_scale_joins_the_new_host_and_touches_nothing_else(inventories):

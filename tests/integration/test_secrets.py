@@ -429,6 +429,7 @@ def test_vault_init_then_rotation_rewires_and_prunes_and_leaks_nothing(vault_inv
         ]
         assert (decrypt(vault_file, password_file), objects("secret", "itest_jwt_signing_key")) == before
 
+    before_rotation = vault_file.read_bytes()
     rotated = playbook("playbooks/rotate_secrets.yml", *with_pass, "-e", "rotate=jwt_signing_key", "-vvv")
     assert rotated.rc == 0, rotated.out[-3000:]
     new_values = decrypt(vault_file, password_file)
@@ -464,6 +465,25 @@ def test_vault_init_then_rotation_rewires_and_prunes_and_leaks_nothing(vault_inv
         if name.startswith("vault_"):
             assert value not in rotated.out + deployed.out + init.out, name
             assert value not in inspected, name
+
+    # The vault put back to its copy from before the rotation (a restored backup): site.yml's secrets
+    # step moves auth back to the older key, and the gateway, moved first, accepts both that key and
+    # the one auth signed with until then (not the vault's previous): no token auth issued is refused.
+    vault_file.write_bytes(before_rotation)
+    restored = playbook(*SECRETS_ONLY, *with_pass)
+    assert restored.rc == 0, restored.out[-3000:]
+    report = " ".join(restored.out.split())
+    assert "rewired: itest_gateway, itest_auth" in report, report[-3000:]
+    assert "(the value its signers ran, not the vault's)" in report, report[-3000:]
+    wait_running("itest_auth")
+    wait_running("itest_gateway")
+    assert file_in_service("itest_auth", "/run/secrets/jwt_signing_key") == values["vault_shopstream_jwt_signing_key"]
+    assert (
+        file_in_service("itest_gateway", "/run/secrets/jwt_signing_key") == values["vault_shopstream_jwt_signing_key"]
+    )
+    assert file_in_service("itest_gateway", "/run/secrets/jwt_previous_signing_key") == jwt, "the key auth signed with"
+    again = playbook(*SECRETS_ONLY, *with_pass)
+    assert again.rc == 0 and again.changed() == 0, again.out[-3000:]
 
 
 def test_a_rotation_that_fails_or_is_killed_halfway_is_completed_by_the_next_run(vault_inventory, probe_image):

@@ -84,6 +84,20 @@ def test_secret_lines_name_new_and_old_versions_rewired_services_and_pruned_vers
     ]
 
 
+def test_a_previous_value_that_follows_the_signers_reports_the_version_the_rewire_chose():
+    prev = "shopstream_jwt_signing_key_previous_aaaaaaaaaaaa"
+    chosen = "shopstream_jwt_signing_key_previous_bbbbbbbbbbbb"
+    results = [{"object": "shopstream_jwt_signing_key_previous", "name": prev, "created": True, "previous": chosen}]
+    rewire = rewire_result(
+        rewired=[{"service": "shop_gateway", "moved": {"secret": [["shopstream_jwt_signing_key_previous_c", chosen]]}}]
+    )
+    rewire["targets"] = {"secret": {"shopstream_jwt_signing_key_previous": chosen}}
+    assert rotation_report(results, rewire, prefix="shopstream_") == [
+        f"jwt_signing_key_previous: current {chosen} (the value its signers ran, not the vault's); "
+        "rewired: shop_gateway; pruned: none"
+    ]
+
+
 NGINX_OLD, NGINX_NEW = "shopstream_nginx_aaaaaaaaaaaa", "shopstream_nginx_bbbbbbbbbbbb"
 PROM = "shopstream_prometheus_cccccccccccc"
 AM, AM_OLD = "shopstream_alertmanager_dddddddddddd", "shopstream_alertmanager_eeeeeeeeeeee"
@@ -124,6 +138,7 @@ def test_the_same_entries_behind_both_wordings():
     assert entries[0] == {
         "key": "jwt_signing_key",
         "name": JWT_NEW,
+        "followed": False,
         "created": True,
         "previous": JWT_OLD,
         "rewired": ["shop_auth", "shop_gateway"],

@@ -260,6 +260,41 @@ def test_consumers_of_a_previous_value_move_first(engine):
     assert mutations(engine) == []
 
 
+def test_a_vault_older_than_the_signer_keeps_the_signers_key_accepted_until_it_moves(engine):
+    """site.yml with a vault put back to an older copy: auth signs with key 2, the vault says key 1
+    (previous 0). The verifiers move first onto key 1 with key 2 as their previous (its twin, made
+    when key 2 was deployed), not the vault's 0: auth's tokens stay valid while it moves. Then, with
+    auth on key 1, the verifiers keep key 2 as their previous: nothing moves again."""
+    client = DockerClient("unix://" + engine.server_address, timeout=3)
+    key, prev = "shopstream_jwt", "shopstream_jwt_previous"
+    keys = [version(f"k{n}", f"{key}_{n}", f"2026-0{n + 1}", logical=key) for n in (2, 1)]
+    prevs = [version(f"p{n}", f"{prev}_{n}", f"2026-0{n + 1}", logical=prev) for n in (2, 1, 0)]
+    engine.routes[("GET", label_query(SECRET, key))] = (200, keys)
+    engine.routes[("GET", label_query(SECRET, prev))] = (200, prevs)
+    auth = service("auth", secrets=[("k2", f"{key}_2", "jwt")])
+    gateway = service("gateway", secrets=[("k2", f"{key}_2", "jwt"), ("p1", f"{prev}_1", "prev")])
+    engine.routes[("GET", "/services")] = (200, [auth, gateway])
+    targets = {SECRET: {key: f"{key}_1", prev: f"{prev}_0"}}
+
+    result = rewire_and_prune(client, targets, keep=1, check_mode=True, first=[prev], follow=[prev])
+    assert [r["service"] for r in result["rewired"]] == ["gateway", "auth"]
+    assert result["rewired"][0]["moved"] == {"secret": [[f"{key}_2", f"{key}_1"], [f"{prev}_1", f"{prev}_2"]]}
+    assert result["targets"] == {"secret": {key: f"{key}_1", prev: f"{prev}_2"}}
+    # The twin of the key auth moves to is kept for the next change; the vault's previous, unused, goes.
+    assert sorted(p["name"] for p in result["pruned"]) == [f"{key}_2", f"{prev}_0"]
+    assert targets == {SECRET: {key: f"{key}_1", prev: f"{prev}_0"}}, "the caller's targets are not changed"
+    # Without follow, the verifiers would drop key 2 while auth still signs with it.
+    plain = rewire_and_prune(client, targets, keep=1, check_mode=True, first=[prev])
+    assert plain["rewired"][0]["moved"] == {"secret": [[f"{key}_2", f"{key}_1"], [f"{prev}_1", f"{prev}_0"]]}
+
+    auth = service("auth", secrets=[("k1", f"{key}_1", "jwt")])
+    gateway = service("gateway", secrets=[("k1", f"{key}_1", "jwt"), ("p2", f"{prev}_2", "prev")])
+    engine.routes[("GET", "/services")] = (200, [auth, gateway])
+    again = rewire_and_prune(client, targets, keep=1, check_mode=True, first=[prev], follow=[prev])
+    assert again["rewired"] == [] and again["targets"]["secret"][prev] == f"{prev}_2"
+    assert mutations(engine) == []
+
+
 def test_an_object_of_that_name_made_elsewhere_is_refused(engine):
     client = DockerClient("unix://" + engine.server_address, timeout=3)
     name = versioned_name("shopstream_db", b"new", KEY)
