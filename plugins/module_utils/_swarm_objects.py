@@ -412,12 +412,17 @@ def mounts_any(service, object_ids):
 PREVIOUS_SUFFIX = "_previous"
 
 
+def primary_of(logical):
+    """The object whose previous value ``logical`` holds (its name without ``_previous``), or None."""
+    return logical[: -len(PREVIOUS_SUFFIX)] if logical.endswith(PREVIOUS_SUFFIX) else None
+
+
 def accepted_by(targets, versions, current, first, accepts=None):
     """``[(acceptor IDs, replaced IDs)]`` per logical object in ``first`` and ``accepts``: the IDs of
     its versions, and the IDs of the versions being replaced of the object it accepts the previous
     value of (for ``first``, its name without ``_previous``; for ``accepts``, the name it maps to;
     none when that object is not among the targets)."""
-    accepting = [(logical, logical[: -len(PREVIOUS_SUFFIX)]) for logical in first if logical.endswith(PREVIOUS_SUFFIX)]
+    accepting = [(logical, primary_of(logical)) for logical in first if primary_of(logical)]
     accepting += list((accepts or {}).items())
     pairs = []
     for kind, names in targets.items():
@@ -455,8 +460,8 @@ def followed(services, versions, current, follow):
     """
     chosen = {}
     for previous in follow:
-        primary = previous[: -len(PREVIOUS_SUFFIX)]
-        if not previous.endswith(PREVIOUS_SUFFIX) or previous not in versions or primary not in versions:
+        primary = primary_of(previous)
+        if not primary or previous not in versions or primary not in versions:
             continue
         primary_ids = {v["ID"]: v for v in versions[primary]}
         previous_ids = {v["ID"]: v for v in versions[previous]}
@@ -569,8 +574,8 @@ def rewire_and_prune(
             names[previous] = version["Spec"]["Name"]
             current[(kind, previous)] = version["ID"]
         for previous in follow:
-            primary = previous[: -len(PREVIOUS_SUFFIX)]
-            if previous in names and primary in names:
+            primary = primary_of(previous)
+            if primary and previous in names and primary in names:
                 found = twin(versions[kind][previous], previous, names[primary], primary)
                 held[(kind, previous)] = {found["ID"]} if found else set()
     rewired, warnings, moved_in_waves = [], [], []

@@ -450,9 +450,16 @@ def test_a_rotation_of_the_jwt_key_and_the_redis_rabbitmq_and_mariadb_passwords_
     previous = {name: vault_value(f"vault_shopstream_{name}_previous") for name in rotated}
     wanted = dict(new_values, jwt_signing_key=old_values["jwt_signing_key"])
     assert previous == wanted, "the previous values: the replaced JWT key, the current passwords"
-    for name, previous_consumers in (("jwt_signing_key", verifiers), ("redis_password", {redis})):
-        versions = secret_versions(f"shopstream_{name}_previous")
-        assert all(versions[0] in secret_names(s) for s in previous_consumers) and len(versions) == 1, name
+    versions = secret_versions("shopstream_redis_password_previous")
+    assert len(versions) == 1 and versions[0] in secret_names(redis), versions
+    # The verifiers mount the replaced key's version of jwt_signing_key_previous (the twin of the
+    # version auth signed with); the current key's twin is made and kept for the next change.
+    twin = {
+        v: v.replace("shopstream_jwt_signing_key_", "shopstream_jwt_signing_key_previous_", 1)
+        for v in old["jwt_signing_key"] + secret_versions("shopstream_jwt_signing_key")
+    }
+    assert secret_versions("shopstream_jwt_signing_key_previous") == sorted(twin.values())
+    assert all(twin[old["jwt_signing_key"][0]] in secret_names(s) for s in verifiers), twin
     assert all(secret_versions("shopstream_jwt_signing_key")[0] in secret_names(s) for s in verifiers | {auth})
     assert all(secret_versions("shopstream_redis_password")[0] in secret_names(s) for s in (gateway, redis))
     assert all(secret_versions("shopstream_rabbitmq_password")[0] in secret_names(s) for s in mq_clients)
