@@ -84,6 +84,14 @@ def retired(updated, keys, exclude=()):
     return rewritten
 
 
+def recorded(updated, values):
+    """Write each of ``values`` (key -> a value made elsewhere) into ``updated`` where it differs;
+    returns the keys it wrote."""
+    written = sorted(str(key) for key, value in values.items() if updated.get(key) != value)
+    updated.update({key: values[key] for key in written})
+    return written
+
+
 TLS_KEYS = ("certificate", "key", "ca_certificate", "ca_key")
 
 
@@ -116,7 +124,7 @@ def plan_tls(current, tls, now=None):
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("path", "password_file", "values", "rotate", "retire", "tls"))
+    _VALID_ARGS = frozenset(("path", "password_file", "values", "rotate", "retire", "tls", "record"))
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -127,6 +135,7 @@ class ActionModule(ActionBase):
         rotate = args.get("rotate") or []
         retire = args.get("retire") or []
         tls = args.get("tls") or None
+        record = args.get("record") or {}
         if not path or not password_file:
             return dict(result, failed=True, msg="vault_values needs path and password_file.")
         unknown = [k for k in rotate if k != "all" and k not in specs]
@@ -143,6 +152,15 @@ class ActionModule(ActionBase):
         bad = [k for k, s in specs.items() if s.get("alphabet", "alnum") not in ALPHABETS]
         if bad:
             msg = f"Unknown alphabet for {', '.join(bad)}; use one of {list(ALPHABETS)}."
+            return dict(result, failed=True, msg=msg)
+        clash = sorted(set(record) & (set(specs) | {previous_key(k) for k in specs}))
+        bad_record = sorted(str(k) for k, v in record.items() if not isinstance(v, str) or not v)
+        if clash or bad_record:
+            msg = (
+                f"vault_values: record cannot write {', '.join(clash)}, values generates them."
+                if clash
+                else f"vault_values: record needs a non-empty string for {', '.join(bad_record)}."
+            )
             return dict(result, failed=True, msg=msg)
         if tls is not None and (not all(tls.get(k) for k in TLS_KEYS) or not tls.get("names")):
             msg = f"vault_values: tls needs the variables {', '.join(TLS_KEYS)} and at least one of names."
@@ -166,8 +184,9 @@ class ActionModule(ActionBase):
         issued, reason = plan_tls(current, tls) if tls else ({}, None)
         updated.update(issued)
         generated += sorted(issued)
-        changed = bool(generated or rotated or carried) or password_created
-        if (generated or rotated or carried) and not self._task.check_mode:
+        written = recorded(updated, record)
+        changed = bool(generated or rotated or carried or written) or password_created
+        if (generated or rotated or carried or written) and not self._task.check_mode:
             self._write(path, vault, updated)
         return dict(
             result,
@@ -177,7 +196,8 @@ class ActionModule(ActionBase):
             generated=generated,
             rotated=rotated,
             previous=carried,
-            kept=sorted(k for k in current if k not in generated + rotated + carried),
+            recorded=written,
+            kept=sorted(k for k in current if k not in generated + rotated + carried + written),
             # The CA's certificate is public: clients trust the platform's edge with it.
             tls=dict(
                 issued=bool(issued),

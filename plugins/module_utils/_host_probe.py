@@ -228,13 +228,16 @@ def summarise_swarm(info):
     node_id = swarm.get("NodeID") or None
     managers = swarm.get("RemoteManagers") or []
     control_available = bool(swarm.get("ControlAvailable"))
+    cluster = swarm.get("Cluster") or {}
+    encryption = (cluster.get("Spec") or {}).get("EncryptionConfig") or {}
     return {
         "state": swarm.get("LocalNodeState") or None,
         "error": swarm.get("Error") or None,
         "node_id": node_id,
         "node_addr": swarm.get("NodeAddr") or None,
         # Only managers with control available get the cluster details.
-        "cluster_id": (swarm.get("Cluster") or {}).get("ID") or None,
+        "cluster_id": cluster.get("ID") or None,
+        "autolock": bool(encryption.get("AutoLockManagers")) if cluster.get("ID") else None,
         # RemoteManagers lists every manager, this node included when it is one.
         "is_manager": control_available or (node_id is not None and any(m.get("NodeID") == node_id for m in managers)),
         "control_available": control_available,

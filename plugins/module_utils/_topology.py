@@ -68,7 +68,9 @@ def plan_swarm(records, unknown_managers=()):
     Returns a dict: ``cluster_id`` (of the inventory's swarm, or None), ``manager`` (a
     reachable manager of that swarm, to read tokens from and to configure nodes), ``init``
     (the host to initialise a new swarm on, or None), ``hosts`` (host -> init | member | join
-    | foreign | leaderless | unknown), ``errors`` (host -> [message]).
+    | foreign | leaderless | unknown | locked), ``errors`` (host -> [message]). A record's
+    ``unlockable`` says the vault holds the autolock key: a locked node is then ``locked`` (the
+    swarm role unlocks it), not an error.
     """
     managers = [r for r in records if r["role"] == "manager"]
     errors = {}
@@ -90,11 +92,16 @@ def plan_swarm(records, unknown_managers=()):
     for rec in records:
         name, sw = rec["host"], _swarm(rec)
         state = sw.get("state")
-        if state in ("locked", "error", "pending"):
+        if state == "locked" and rec.get("unlockable"):
+            hosts[name] = "locked"  # autolock: the swarm role unlocks it with the vault's key
+        elif state in ("locked", "error", "pending"):
             errors.setdefault(name, []).append(
                 f"{name}: its swarm state is '{state}'. Fix: "
                 + (
-                    "unlock it with 'docker swarm unlock' (the key is in the vault) and run again."
+                    "its engine restarted and autolock keeps it locked, and the vault holds no unlock key "
+                    "(vault_shopstream_swarm_unlock_key). Run 'docker swarm unlock' on it with the key saved "
+                    "when autolock was turned on, then record it: 'docker swarm unlock-key -q' on a manager, "
+                    "in the vault as vault_shopstream_swarm_unlock_key."
                     if state == "locked"
                     else "inspect 'docker info' on it; if it cannot reach its managers, run "
                     "'docker swarm leave --force' on it and run again."
@@ -129,7 +136,8 @@ def plan_swarm(records, unknown_managers=()):
             )
 
     init = None
-    if ours is None and managers and not {"leaderless", "unknown"} & set(hosts.values()):
+    # A locked manager may be the swarm's only way back: never initialise a new swarm beside it.
+    if ours is None and managers and not {"leaderless", "unknown", "locked"} & set(hosts.values()):
         if unknown_managers:
             msg = (
                 "No reachable manager is in a swarm, and manager(s) "

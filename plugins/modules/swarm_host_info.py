@@ -240,6 +240,10 @@ docker:
           description: ID of the swarm; only known on managers.
           type: str
           sample: yqh2a5udqbvqjl0hmf9w6ooq1
+        autolock:
+          description: Whether the swarm's managers lock when their engine restarts (autolock); only known on managers.
+          type: bool
+          version_added: 0.3.0
         is_manager:
           description: Whether this node is a manager.
           type: bool

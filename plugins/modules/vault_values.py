@@ -54,6 +54,13 @@ options:
     elements: str
     default: []
     version_added: 0.3.0
+  record:
+    description:
+      - Key to a value made elsewhere that the vault must hold, written when the vault's value differs
+        (the swarm's autolock unlock key, which only Docker can make). Not a key of O(values) or its
+        C(<key>_previous). Give the task C(no_log), as its arguments hold the values.
+    type: dict
+    version_added: 0.3.0
   tls:
     description:
       - A private CA and a server certificate for the platform's edge, kept in the vault, for an
@@ -158,6 +165,12 @@ previous:
   returned: success
   type: list
   elements: str
+recorded:
+  description: Keys of O(record) written, as the vault held another value or none.
+  returned: success
+  type: list
+  elements: str
+  version_added: 0.3.0
 kept:
   description: Keys left as they were.
   returned: success

@@ -64,6 +64,11 @@ def swarm(*args, check=True):
     return node_exec("manager1", "docker", *args, check=check)
 
 
+def node_state(node):
+    """The node's own swarm state (active, locked, ...), from its engine."""
+    return json.loads(node_exec(node, "docker", "info", "--format", "{{json .Swarm}}"))["LocalNodeState"]
+
+
 def inspect(kind, *names):
     """Objects of a kind (service, node, secret, config, task) as the engine's API returns them."""
     if not names:
@@ -694,6 +699,12 @@ def test_rows_in_mariadb_survive_a_forced_update_a_rollback_and_a_restart_of_its
 
         before = db.task
         assert docker("restart", pinned).returncode == 0
+        # Autolock: the manager's engine is back locked, and only unlock.yml brings it back.
+        wait_for(f"{pinned} is back, locked", lambda: node_state(pinned) == "locked", timeout=120)
+        time.sleep(5)
+        assert node_state(pinned) == "locked", "only the unlock key unlocks a manager"
+        unlock = playbook("playbooks/unlock.yml", "-i", INVENTORY)
+        assert unlock.rc == 0 and f"Unlocked: {pinned}." in " ".join(unlock.out.split()), unlock.out[-3000:]
         wait_for(
             f"{pinned} is ready again",
             lambda: json.loads(swarm("node", "inspect", pinned))[0]["Status"]["State"] == "ready",

@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-from ansible.parsing.vault import VaultLib, VaultSecret
 from runner import docker, host_state, playbook
+from runner import local_vault as read_vault
 
 LOCAL = Path(__file__).resolve().parents[2] / "inventories" / "local"
 SITE = ("site.yml", "-i", "inventories/local", "--vault-password-file", str(LOCAL / ".vault-pass"))
@@ -36,8 +35,7 @@ def local_vault():
         *(("--vault-password-file", str(LOCAL / ".vault-pass")) if has_pass else ()),
     )
     assert run.rc == 0, run.out
-    vault = VaultLib([("default", VaultSecret((LOCAL / ".vault-pass").read_text().strip().encode()))])
-    return yaml.safe_load(vault.decrypt((LOCAL / "group_vars/all/vault.yml").read_bytes()))
+    return read_vault()
 
 
 NETWORKS = {
@@ -120,6 +118,12 @@ def test_site_converges_and_leaks_nothing(capsys, local_vault):
         assert value not in first.out, f"{name} leaked into the -vvv output"
         assert value not in inspected, f"{name} leaked into docker inspect"
 
+    # Autolock on, its unlock key kept in the vault and printed nowhere.
+    assert swarm["Cluster"]["Spec"]["EncryptionConfig"]["AutoLockManagers"] is True
+    key = read_vault()["vault_shopstream_swarm_unlock_key"]
+    assert key == docker("swarm", "unlock-key", "-q").stdout.strip()
+    assert key not in first.out and key not in inspected
+
     daemon = json.loads(Path("/etc/docker/daemon.json").read_text())
     assert daemon["log-driver"] == "json-file"
     assert daemon["log-opts"] == {"max-size": "10m", "max-file": "3"}
@@ -184,13 +188,7 @@ def test_a_killed_engine_is_started_again():
     """
     if Path("/proc/1/comm").read_text().strip() == "systemd":
         pytest.skip("this host runs systemd, which starts dockerd itself; the direct mode is not used here")
-    stop = subprocess.run(
-        ["start-stop-daemon", "--stop", "--signal", "KILL", "--retry", "5", "--pidfile", "/var/run/docker.pid"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert stop.returncode == 0, stop.stderr
+    kill_engine()
     try:
         assert docker("info").returncode != 0
         assert any(n.name.startswith("1-") for n in Path("/var/run/docker/netns").iterdir()), "overlays left behind"
@@ -199,15 +197,60 @@ def test_a_killed_engine_is_started_again():
         # that follow (verify's among them) run on the platform it brought back.
         run = playbook(*SITE, "--skip-tags", "stack,verify")
         assert run.rc == 0, run.out
-        assert run.changed() == 1, "only the start of dockerd"
+        # The start of dockerd, then the unlock of the swarm that autolock locked.
+        assert changed_tasks(run.out) == [
+            "shopstream.swarm.engine : Service | start dockerd (direct)",
+            "shopstream.swarm.swarm : Unlock | give the locked manager the vault's unlock key (no_log)",
+        ], run.out[-3000:]
         assert swarm_info()["LocalNodeState"] == "active"
     finally:
         if docker("info").returncode != 0:  # the role failed to: start it, so that later tests have an engine
-            subprocess.run(
-                ["start-stop-daemon", "--start", "--oknodo", "--background", "--pidfile", "/var/run/docker.pid",
-                 "--startas", "/bin/sh", "--", "-c", "exec /usr/sbin/dockerd >>/var/log/dockerd.log 2>&1"],
-                check=True,
-            )  # fmt: skip
-            deadline = time.monotonic() + 60
-            while docker("info").returncode != 0 and time.monotonic() < deadline:
-                time.sleep(1)
+            start_engine()
+
+
+@pytest.mark.engine
+def test_a_manager_whose_engine_restarted_stays_locked_until_unlock():
+    """Autolock: after its engine restarts, the manager is locked (no swarm, no tasks) until
+    unlock.yml gives it the vault's key; check mode names it and unlocks nothing."""
+    if Path("/proc/1/comm").read_text().strip() == "systemd":
+        pytest.skip("this host runs systemd; the engine is restarted directly here")
+    kill_engine()
+    start_engine()
+    assert swarm_info()["LocalNodeState"] == "locked"
+    assert docker("service", "ls").returncode != 0
+
+    checked = playbook("playbooks/unlock.yml", *SITE[1:], "--check")
+    assert checked.rc == 0 and checked.changed() == 0, checked.out[-3000:]
+    assert "Unlocked: none. Still locked (check mode unlocks nothing): localhost." in " ".join(checked.out.split())
+    assert swarm_info()["LocalNodeState"] == "locked"
+
+    run = playbook("playbooks/unlock.yml", *SITE[1:], "-vvv")
+    assert run.rc == 0, run.out[-3000:]
+    assert run.changed() == 1, run.recap
+    assert "Unlocked: localhost. No manager is locked." in " ".join(run.out.split())
+    assert read_vault()["vault_shopstream_swarm_unlock_key"] not in run.out
+    assert swarm_info()["LocalNodeState"] == "active" and docker("service", "ls").returncode == 0
+
+    again = playbook("playbooks/unlock.yml", *SITE[1:])
+    assert again.rc == 0 and again.changed() == 0, again.recap
+
+
+def kill_engine():
+    stop = subprocess.run(
+        ["start-stop-daemon", "--stop", "--signal", "KILL", "--retry", "5", "--pidfile", "/var/run/docker.pid"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert stop.returncode == 0, stop.stderr
+
+
+def start_engine():
+    subprocess.run(
+        ["start-stop-daemon", "--start", "--oknodo", "--background", "--pidfile", "/var/run/docker.pid",
+         "--startas", "/bin/sh", "--", "-c", "exec /usr/sbin/dockerd >>/var/log/dockerd.log 2>&1"],
+        check=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while docker("info").returncode != 0 and time.monotonic() < deadline:
+        time.sleep(1)

@@ -1,21 +1,26 @@
-"""playbooks/rotate_swarm.yml rotates the swarm's join tokens and root CA while the platform runs.
+"""playbooks/rotate_swarm.yml rotates the swarm's join tokens, unlock key and root CA while the platform runs.
 
 Runs against the platform `make deploy` left on this host (inventories/local); skips when it is not
-deployed. After the run both join tokens are new and printed nowhere (not even at -vvv), the swarm
-trusts a new root CA, this node's certificate is issued by it with the validity asked for, and no
-service was updated, and the rest of the swarm's settings (task history, Raft, dispatcher) are
-untouched. A validity that is not a whole number of days is refused before anything changes.
+deployed. After the run both join tokens and the autolock unlock key are new and printed nowhere
+(not even at -vvv), the vault holds the new unlock key, the swarm trusts a new root CA, this node's
+certificate is issued by it with the validity asked for, no service was updated, and the rest of
+the swarm's settings (task history, Raft, dispatcher) are untouched. A validity that is not a
+whole number of days is refused before anything changes.
 """
 
 import json
 
-from runner import LOCAL, docker, playbook
+from runner import LOCAL, docker, local_vault, playbook
 
 ROTATE = ("playbooks/rotate_swarm.yml", "-i", "inventories/local", "--vault-password-file", str(LOCAL / ".vault-pass"))
 
 
 def tokens():
-    return {role: docker("swarm", "join-token", "-q", role).stdout.strip() for role in ("worker", "manager")}
+    """The join tokens, and the autolock unlock key."""
+    return {
+        **{role: docker("swarm", "join-token", "-q", role).stdout.strip() for role in ("worker", "manager")},
+        "unlock": docker("swarm", "unlock-key", "-q").stdout.strip(),
+    }
 
 
 def swarm():
@@ -44,14 +49,17 @@ def test_join_tokens_and_root_ca_rotate_and_no_service_moves(deployed):
     run = playbook(*ROTATE, "-e", "swarm_node_cert_expiry_days=30", "-vvv")
     assert run.rc == 0, run.out[-3000:]
     after_tokens, after = tokens(), swarm()
-    assert all(after_tokens[role] != before_tokens[role] for role in after_tokens), "both join tokens are new"
-    assert not [t for t in (*before_tokens.values(), *after_tokens.values()) if t in run.out], "a join token printed"
+    assert all(after_tokens[role] != before_tokens[role] for role in after_tokens), "the join tokens, the unlock key"
+    assert not [t for t in (*before_tokens.values(), *after_tokens.values()) if t in run.out], "a token printed"
+    assert local_vault()["vault_shopstream_swarm_unlock_key"] == after_tokens["unlock"], "the vault has the new key"
     assert after["TLSInfo"]["TrustRoot"] != before_ca["TrustRoot"]
     assert node()["Description"]["TLSInfo"]["CertIssuerPublicKey"] == after["TLSInfo"]["CertIssuerPublicKey"]
     assert after["Spec"]["CAConfig"]["NodeCertExpiry"] == 30 * 86400 * 10**9
     unchanged = {k: v for k, v in after["Spec"].items() if k != "CAConfig"}
     assert unchanged == {k: v for k, v in before_swarm["Spec"].items() if k != "CAConfig"}, "other settings moved"
-    assert "root CA rotated (1 node(s) on certificates of the new CA, valid 30 days)" in " ".join(run.out.split())
+    report = " ".join(run.out.split())
+    assert "New join tokens, a new unlock key (in the vault); root CA rotated (1 node(s)" in report
+    assert "on certificates of the new CA, valid 30 days)" in report
     assert services() == before_services, "a service was updated"
 
 
@@ -59,5 +67,5 @@ def test_check_mode_rotates_nothing(deployed):
     before = tokens(), swarm()["TLSInfo"]
     run = playbook(*ROTATE, "--check")
     assert run.rc == 0, run.out[-3000:]
-    assert run.changed() == 2, run.recap  # the CA and the tokens it would rotate, reported
+    assert run.changed() == 3, run.recap  # the CA, the tokens and the unlock key it would rotate, reported
     assert (tokens(), swarm()["TLSInfo"]) == before

@@ -284,6 +284,15 @@ def test_plan_stops_on_broken_swarm_states(state):
     assert f"its swarm state is '{state}'" in plan["errors"]["m1"][0]
 
 
+def test_a_locked_node_is_unlocked_when_the_vault_holds_the_key_and_no_new_swarm_starts_beside_it():
+    locked = {"state": "locked"}
+    plan = plan_swarm([dict(record("m1", swarm=locked), unlockable=True), record("w1", role="worker")])
+    assert plan["hosts"] == {"m1": "locked", "w1": "join"} and not plan["errors"]
+    assert plan["init"] is None and plan["manager"] is None, "never a second swarm beside a locked one"
+    without_key = plan_swarm([dict(record("m1", swarm=locked), unlockable=False)])
+    assert "vault holds no unlock key (vault_shopstream_swarm_unlock_key)" in without_key["errors"]["m1"][0]
+
+
 def test_preflight_includes_plan_errors():
     recs = [
         record("m1", swarm=manager_of("C1", "N1"), nodes=[{"id": "N1"}]),

@@ -14,6 +14,7 @@ from ansible_collections.shopstream.swarm.plugins.action.vault_values import (
     generate,
     plan,
     plan_tls,
+    recorded,
     retired,
 )
 from ansible_collections.shopstream.swarm.plugins.module_utils._local_ca import issue_ca, issue_server, reissue_reason
@@ -143,3 +144,12 @@ def test_a_certificate_of_another_ca_is_issued_again():
     other_cert, other_key = issue_ca()
     foreign = issue_server(other_cert, other_key, TLS["names"])[0]
     assert reissue_reason(foreign, made[TLS["ca_certificate"]], TLS["names"]) == "it is not signed by the local CA"
+
+
+def test_recorded_writes_a_value_made_elsewhere_only_when_the_vault_holds_another():
+    updated = {"swarm_unlock_key": "SWMKEY-1-old", "other": "o"}
+    assert recorded(updated, {"swarm_unlock_key": "SWMKEY-1-new"}) == ["swarm_unlock_key"]
+    assert updated == {"swarm_unlock_key": "SWMKEY-1-new", "other": "o"}
+    assert recorded(updated, {"swarm_unlock_key": "SWMKEY-1-new"}) == [], "the same value again writes nothing"
+    empty = {}
+    assert recorded(empty, {"swarm_unlock_key": "SWMKEY-1-new"}) == ["swarm_unlock_key"] and empty
