@@ -73,6 +73,12 @@ def swarm_info():
     return json.loads(docker("info", "--format", "{{json .Swarm}}").stdout)
 
 
+def docker_listeners(port):
+    """The local addresses on which a TCP socket listens on ``port`` (ss, of iproute2)."""
+    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    return sorted(line.split()[3] for line in out.splitlines() if line.strip())
+
+
 @pytest.mark.engine  # a fresh host's first run writes daemon.json and restarts dockerd
 def test_site_converges_and_leaks_nothing(capsys, local_vault):
     first = playbook(*SITE, "-vvv")
@@ -123,6 +129,10 @@ def test_site_converges_and_leaks_nothing(capsys, local_vault):
     key = read_vault()["vault_shopstream_swarm_unlock_key"]
     assert key == docker("swarm", "unlock-key", "-q").stdout.strip()
     assert key not in first.out and key not in inspected
+
+    # The management port listens on the advertise address only, not on every interface (CIS 7.3).
+    listening = docker_listeners(2377)
+    assert listening == [f"{swarm['NodeAddr']}:2377"], listening
 
     daemon = json.loads(Path("/etc/docker/daemon.json").read_text())
     assert daemon["log-driver"] == "json-file"
