@@ -9,6 +9,7 @@ Meant for bare hosts where neither the Docker SDK nor requests is installed.
 import http.client
 import json
 import socket
+import time
 from urllib.parse import quote
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
@@ -111,3 +112,31 @@ def list_services(client):
 def filters_param(**filters):
     """The ``filters=`` query parameter of list endpoints, e.g. ``filters_param(label=["a=b"])``."""
     return "filters=" + quote(json.dumps(filters, separators=(",", ":")), safe="")
+
+
+def running_container(client, service, timeout):
+    """The ID of the service's healthy (or health-less) running container on this node."""
+    query = filters_param(label=[f"com.docker.swarm.service.name={service}"], status=["running"])
+    deadline = time.monotonic() + timeout
+    while True:
+        for container in client.get_json(f"/containers/json?{query}") or []:
+            status = container.get("Status", "")
+            if "(health" not in status or "(healthy)" in status:
+                return container["Id"]
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(2)
+
+
+def service_container(client, service, timeout):
+    """(container ID, None) of running_container, or (None, a message saying what to do)."""
+    try:
+        container = running_container(client, service, timeout)
+    except DockerAPIError as exc:
+        return None, f"Cannot list the containers of {service}: {exc}"
+    if container is None:
+        return None, (
+            f"No healthy container of {service} runs on this node after {timeout} s: run this on the node that "
+            "runs it (the data node), once its task is healthy"
+        )
+    return container, None

@@ -18,10 +18,10 @@ from __future__ import annotations
 import hashlib
 import re
 
-# Runs in the MariaDB container: logs in as root over the socket with the first password of the
-# lines before `--` that MariaDB accepts, else with the file named by $1 (the password the data
-# directory was initialised with), then runs the rest of standard input as SQL.
-LOGIN_SCRIPT = r"""
+# Runs in the MariaDB container: finds root's password, the first of the lines before `--` on
+# standard input that MariaDB accepts, else the file named by $1 (the password the data directory
+# was initialised with), into $pw.
+_ROOT_LOGIN = r"""
 set -u
 pw=
 while IFS= read -r line; do
@@ -40,8 +40,17 @@ if [ -z "$pw" ]; then
     echo "MariaDB's root refuses the vault's current and previous passwords and the initial one ($1)" >&2
     exit 3
 fi
-MYSQL_PWD=$pw exec mariadb --protocol=socket -uroot --batch --skip-column-names --binary-mode
 """
+# Logs in as root (above), then runs the rest of standard input as SQL.
+LOGIN_SCRIPT = (
+    _ROOT_LOGIN + "MYSQL_PWD=$pw exec mariadb --protocol=socket -uroot --batch --skip-column-names --binary-mode\n"
+)
+# Logs in as root (above), then dumps the database $2 to standard output as one consistent snapshot
+# (a single transaction: InnoDB tables are read as of its start while the platform keeps writing).
+DUMP_SCRIPT = _ROOT_LOGIN + (
+    "MYSQL_PWD=$pw exec mariadb-dump --protocol=socket -uroot --single-transaction --routines --triggers "
+    '--events --databases "$2"\n'
+)
 
 
 def native_hash(password):

@@ -131,15 +131,13 @@ root_changed:
   type: bool
 """
 
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import (
     DEFAULT_DOCKER_HOST,
     DockerAPIError,
     DockerClient,
-    filters_param,
+    service_container,
 )
 from ansible_collections.shopstream.swarm.plugins.module_utils._mariadb import (
     LOGIN_SCRIPT,
@@ -147,20 +145,6 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._mariadb import (
     plan,
     probe_sql,
 )
-
-
-def running_container(client, service, timeout):
-    """The ID of the service's healthy (or health-less) running container on this node."""
-    query = filters_param(label=[f"com.docker.swarm.service.name={service}"], status=["running"])
-    deadline = time.monotonic() + timeout
-    while True:
-        for container in client.get_json(f"/containers/json?{query}") or []:
-            status = container.get("Status", "")
-            if "(health" not in status or "(healthy)" in status:
-                return container["Id"]
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(2)
 
 
 def main():
@@ -196,16 +180,9 @@ def main():
             module.exit_json(msg=f"No service {p['service']} yet: its accounts are made once it runs", **result)
         module.fail_json(msg=f"Cannot read the service {p['service']}: {exc}", **result)
     result["service_found"] = True
-    try:
-        container = running_container(client, p["service"], p["timeout"])
-    except DockerAPIError as exc:
-        module.fail_json(msg=f"Cannot list the containers of {p['service']}: {exc}", **result)
-    if container is None:
-        module.fail_json(
-            msg=f"No healthy container of {p['service']} runs on this node after {p['timeout']} s: run this on the "
-            "node that runs MariaDB (the data node), once its task is healthy",
-            **result,
-        )
+    container, error = service_container(client, p["service"], p["timeout"])
+    if error:
+        module.fail_json(msg=error, **result)
     result["container"] = container[:12]
 
     def mariadb(sql):

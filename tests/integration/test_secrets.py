@@ -371,7 +371,7 @@ def test_vault_init_then_rotation_rewires_and_prunes_and_leaks_nothing(vault_inv
     assert vault_file.read_text().startswith("$ANSIBLE_VAULT;1.1;AES256")
     values = decrypt(vault_file, password_file)
     randoms = {f"vault_shopstream_{n}" for n in SECRET_NAMES}
-    randoms |= {"vault_shopstream_object_hash_key", "vault_shopstream_registry_password"}
+    randoms |= {"vault_shopstream_object_hash_key", "vault_shopstream_registry_password", "vault_shopstream_backup_key"}
     assert set(values) == randoms | TLS_VARS
     assert all(len(v) >= 20 and v.isalnum() for k, v in values.items() if k not in TLS_VARS)
     # The local CA: its certificate beside the vault for clients, and the edge's certificate is its,
