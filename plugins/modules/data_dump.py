@@ -97,21 +97,22 @@ sha256:
   type: str
 """
 
-import hashlib
 import os
 import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.shopstream.swarm.plugins.module_utils._data_parts import (
+    REDIS_DUMP_SCRIPT,
+    checksum,
+    rdb_length,
+)
 from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import (
     DEFAULT_DOCKER_HOST,
     DockerClient,
     service_container,
 )
 from ansible_collections.shopstream.swarm.plugins.module_utils._mariadb import DUMP_SCRIPT
-
-# Redis' client takes the password from its environment, read from the file inside the container.
-REDIS_SCRIPT = 'REDISCLI_AUTH="$(cat "$1")" exec redis-cli --no-auth-warning --rdb -'
 
 
 def dump_command(kind, container, params):
@@ -121,16 +122,8 @@ def dump_command(kind, container, params):
         script = [DUMP_SCRIPT, "sh", params["bootstrap_file"], params["database"]]
         return ["docker", "exec", "-i", container, "sh", "-c", *script], stdin
     if kind == "redis":
-        return ["docker", "exec", container, "sh", "-c", REDIS_SCRIPT, "sh", params["password_file"]], None
+        return ["docker", "exec", container, "sh", "-c", REDIS_DUMP_SCRIPT, "sh", params["password_file"]], None
     return ["docker", "exec", container, "rabbitmqctl", "--quiet", "export_definitions", "-"], None
-
-
-def checksum(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def main():
@@ -180,6 +173,12 @@ def main():
         os.unlink(partial)
         error = proc.stderr.decode(errors="replace").strip() or "an empty dump"
         module.fail_json(msg=f"{p['service']} (container {container[:12]}): the {p['kind']} dump failed: {error}")
+    if p["kind"] == "redis":
+        length = rdb_length(proc.stderr.decode(errors="replace"))
+        if length is None or length > os.path.getsize(partial):
+            os.unlink(partial)
+            module.fail_json(msg=f"{p['service']}: redis-cli did not report a complete RDB transfer")
+        os.truncate(partial, length)  # the end mark of a diskless transfer follows the RDB
     os.replace(partial, p["dest"])
     module.exit_json(
         changed=True, container=container[:12], size=os.path.getsize(p["dest"]), sha256=checksum(p["dest"])
