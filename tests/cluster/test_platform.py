@@ -720,3 +720,62 @@ def test_rows_in_mariadb_survive_a_forced_update_a_rollback_and_a_restart_of_its
             db.sql("DROP DATABASE IF EXISTS platform_test")
         with capsys.disabled():
             print(f"\n  MariaDB rows kept through: {'; '.join(timings)}", end="")
+
+
+# --- backup and restore ------------------------------------------------------------------------------
+
+
+def test_a_backup_of_the_cluster_restores_its_rows_and_keys_after_a_loss_and_the_journey_passes(tmp_path, capsys):
+    """The drill of a data loss on the data node: rows and a Redis key written, backup.yml, then the
+    loss (a table dropped, every price changed, a later key), then restore.yml from the controller
+    (which ends with verify.yml and its journey): the tables have the backup's rows and checksums, Redis
+    the backup's keys. Both playbooks run as Molecule gives the vault password (the environment's
+    ANSIBLE_VAULT_PASSWORD_FILE), with the backup key's own vault ID beside it."""
+    wait_converged()
+    db = MariaDB()
+    assert db.locate()
+    redis = "shopstream-data_redis"
+    redis_password = vault_value("vault_shopstream_redis_password")
+    probe = f"drill{uuid.uuid4().hex[:8]}"  # our own hex: nothing to escape
+
+    def redis_cli(*command):
+        return exec_in(redis, "redis-cli", "--no-auth-warning", "-a", redis_password, *command).strip()
+
+    def checksums():
+        tables = db.sql("SHOW TABLES FROM shopstream").split()
+        return db.sql("CHECKSUM TABLE " + ", ".join(f"shopstream.{t}" for t in sorted(tables)))
+
+    rows = ", ".join(f"({i})" for i in range(1, 101))
+    create = f"CREATE TABLE shopstream.{probe} (id INT PRIMARY KEY) ENGINE=InnoDB"
+    db.sql(f"{create}; INSERT INTO shopstream.{probe} VALUES {rows}")  # noqa: S608
+    redis_cli("SET", f"{probe}:backed-up", "1")
+    backed_up = checksums()
+    assert f"shopstream.{probe}\t" in backed_up, backed_up
+    backups = tmp_path / "backups"
+    made = playbook("playbooks/backup.yml", "-i", INVENTORY, "-e", f"backup_dir={backups}")
+    assert made.rc == 0, made.out[-4000:]
+    (archive,) = backups.glob("shopstream-*.tar.gz.vault")
+    assert archive.read_bytes().startswith(b"$ANSIBLE_VAULT;1.2;AES256;shopstream-backup\n")
+
+    # The loss, and what the shop wrote after the backup.
+    db.sql(f"DROP TABLE shopstream.{probe}; UPDATE shopstream.products SET price_cents = price_cents + 1")  # noqa: S608
+    redis_cli("DEL", f"{probe}:backed-up")
+    redis_cli("SET", f"{probe}:later", "1")
+    assert checksums() != backed_up
+
+    restored = playbook("playbooks/restore.yml", "-i", INVENTORY, "-e", f"backup_dir={backups}",
+                        "-e", "restore_confirm=yes")  # fmt: skip
+    try:
+        assert restored.rc == 0, restored.out[-5000:]
+        assert "Restored " in restored.out, restored.out[-3000:]
+        wait_for("MariaDB runs", db.locate, timeout=120)
+        assert checksums() == backed_up, "every table has the backup's rows"
+        assert redis_cli("EXISTS", f"{probe}:backed-up") == "1" and redis_cli("EXISTS", f"{probe}:later") == "0"
+    finally:
+        wait_converged(timeout=600)
+        if db.locate():
+            db.sql(f"DROP TABLE IF EXISTS shopstream.{probe}")
+        redis_cli("DEL", f"{probe}:backed-up", f"{probe}:later")
+    with capsys.disabled():
+        print(f"\n  drill: backup {made.seconds:.1f} s ({archive.stat().st_size} bytes), restore with its "
+              f"journey {restored.seconds:.1f} s: 100 rows and a key back, every table's checksum", end="")  # fmt: skip
