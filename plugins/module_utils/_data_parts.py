@@ -12,6 +12,16 @@ import hashlib
 import json
 import re
 
+DATA_KINDS = ("mariadb", "redis", "rabbitmq")
+
+# The options data_dump and data_restore share (doc fragment shopstream.swarm.data_service).
+DATA_SERVICE_ARGS = dict(
+    service=dict(type="str", required=True),
+    kind=dict(type="str", required=True, choices=list(DATA_KINDS)),
+    root_passwords=dict(type="list", elements="str", default=[], no_log=True),
+    bootstrap_file=dict(type="str", default="/run/secrets/mariadb_root_password"),
+)
+
 # Redis' client takes the password from its environment, read from the file inside the container.
 REDIS_DUMP_SCRIPT = 'REDISCLI_AUTH="$(cat "$1")" exec redis-cli --no-auth-warning --rdb -'
 

@@ -114,14 +114,20 @@ def filters_param(**filters):
     return "filters=" + quote(json.dumps(filters, separators=(",", ":")), safe="")
 
 
+def service_containers(client, service):
+    """The service's running containers on this node, as ``GET /containers/json`` lists them."""
+    query = filters_param(label=[f"com.docker.swarm.service.name={service}"], status=["running"])
+    return client.get_json(f"/containers/json?{query}") or []
+
+
 def running_container(client, service, timeout):
     """The ID of the service's healthy (or health-less) running container on this node."""
-    query = filters_param(label=[f"com.docker.swarm.service.name={service}"], status=["running"])
     deadline = time.monotonic() + timeout
     while True:
-        for container in client.get_json(f"/containers/json?{query}") or []:
+        for container in service_containers(client, service):
             status = container.get("Status", "")
-            if "(health" not in status or "(healthy)" in status:
+            # "(healthy)", "(unhealthy)", "(health: starting)", or nothing without a health check
+            if "(healthy)" in status or not ("(health:" in status or "(unhealthy)" in status):
                 return container["Id"]
         if time.monotonic() >= deadline:
             return None

@@ -23,31 +23,14 @@ description:
 extends_documentation_fragment:
   - shopstream.swarm.attributes
   - shopstream.swarm.engine_api
+  - shopstream.swarm.data_service
 requirements:
   - The C(docker) command line client on the node.
 options:
-  service:
-    description: The service, e.g. C(shopstream-data_mariadb).
-    type: str
-    required: true
-  kind:
-    description: What the service is, which decides the tool.
-    type: str
-    required: true
-    choices: [mariadb, redis, rabbitmq]
   dest:
     description: The file the dump is written to, on the node; its directory must exist.
     type: path
     required: true
-  root_passwords:
-    description: For V(mariadb), root's password first, then passwords root may still have.
-    type: list
-    elements: str
-    default: []
-  bootstrap_file:
-    description: For V(mariadb), the path inside the container of the password root had at initialisation.
-    type: str
-    default: /run/secrets/mariadb_root_password
   database:
     description: For V(mariadb), the database to dump.
     type: str
@@ -103,6 +86,7 @@ import subprocess
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.shopstream.swarm.plugins.module_utils._data_parts import (
+    DATA_SERVICE_ARGS,
     REDIS_DUMP_SCRIPT,
     checksum,
     rdb_length,
@@ -129,11 +113,8 @@ def dump_command(kind, container, params):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            service=dict(type="str", required=True),
-            kind=dict(type="str", required=True, choices=["mariadb", "redis", "rabbitmq"]),
+            **DATA_SERVICE_ARGS,
             dest=dict(type="path", required=True),
-            root_passwords=dict(type="list", elements="str", default=[], no_log=True),
-            bootstrap_file=dict(type="str", default="/run/secrets/mariadb_root_password"),
             database=dict(type="str", default="shopstream"),
             password_file=dict(type="str", default="/run/secrets/redis_password", no_log=False),
             timeout=dict(type="int", default=120),

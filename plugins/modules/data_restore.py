@@ -29,31 +29,14 @@ description:
 extends_documentation_fragment:
   - shopstream.swarm.attributes
   - shopstream.swarm.engine_api
+  - shopstream.swarm.data_service
 requirements:
   - The C(docker) command line client on the node.
 options:
-  service:
-    description: The service, e.g. C(shopstream-data_mariadb).
-    type: str
-    required: true
-  kind:
-    description: What the service is, which decides the tools.
-    type: str
-    required: true
-    choices: [mariadb, redis, rabbitmq]
   src:
     description: The file to load, on the node.
     type: path
     required: true
-  root_passwords:
-    description: For V(mariadb), root's password first, then passwords root may still have.
-    type: list
-    elements: str
-    default: []
-  bootstrap_file:
-    description: For V(mariadb), the path inside the container of the password root had at initialisation.
-    type: str
-    default: /run/secrets/mariadb_root_password
   timeout:
     description: Seconds to wait for the service's task to run healthy on this node, before and after.
     type: int
@@ -97,6 +80,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.shopstream.swarm.plugins.module_utils._data_parts import (
+    DATA_SERVICE_ARGS,
     REDIS_LOAD_SCRIPT,
     rabbitmq_definitions_to_import,
 )
@@ -104,8 +88,8 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api impor
     DEFAULT_DOCKER_HOST,
     DockerAPIError,
     DockerClient,
-    filters_param,
     service_container,
+    service_containers,
 )
 from ansible_collections.shopstream.swarm.plugins.module_utils._mariadb import LOGIN_SCRIPT
 
@@ -193,9 +177,8 @@ class Restore:
 
     def stopped(self):
         """Wait until no container of the service runs on this node (the volume is free)."""
-        query = filters_param(label=[f"com.docker.swarm.service.name={self.p['service']}"], status=["running"])
         deadline = time.monotonic() + self.p["timeout"]
-        while self.client.get_json(f"/containers/json?{query}"):
+        while service_containers(self.client, self.p["service"]):
             if time.monotonic() >= deadline:
                 self.fail(f"its container still runs {self.p['timeout']} s after scaling it to 0")
             time.sleep(1)
@@ -223,11 +206,8 @@ class Restore:
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            service=dict(type="str", required=True),
-            kind=dict(type="str", required=True, choices=["mariadb", "redis", "rabbitmq"]),
+            **DATA_SERVICE_ARGS,
             src=dict(type="path", required=True),
-            root_passwords=dict(type="list", elements="str", default=[], no_log=True),
-            bootstrap_file=dict(type="str", default="/run/secrets/mariadb_root_password"),
             timeout=dict(type="int", default=180),
             docker_host=dict(type="str", default=DEFAULT_DOCKER_HOST),
         ),

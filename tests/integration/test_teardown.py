@@ -1,15 +1,19 @@
-"""playbooks/teardown.yml takes the platform down and site.yml brings it back with its data.
+"""playbooks/teardown.yml takes the platform down, and site.yml with restore.yml brings it back with its data.
 
 Runs against the platform `make deploy` left on this host (inventories/local); skips when it is not
 deployed. Unconfirmed, the teardown changes nothing; in check mode it writes nothing; confirmed, it
-leaves no stack, secret, config or network and keeps the volumes; with teardown_swarm the node leaves
-the swarm; a second run changes nothing; then site.yml deploys everything again (a new swarm, after
-removing the overlay namespace an earlier swarm left, planted here) and the shop has the products it had.
+leaves no stack, secret, config or network and keeps the volumes (MariaDB's still holds the tables);
+with teardown_swarm and teardown_volumes the node leaves the swarm and the data is gone; a second
+run changes nothing. That is the disaster drill of a backup taken before: site.yml deploys
+everything again (a new swarm, after removing the overlay namespace an earlier swarm left, planted
+here) on empty volumes, where the shop lacks the product written before the backup; restore.yml
+puts the backup back and its journey passes: the shop has every product it had.
 """
 
 import json
 import os
 import subprocess
+import uuid
 
 from runner import LOCAL, docker, local_vault, playbook
 
@@ -22,7 +26,7 @@ NETWORKS = ("traefik-public", "frontend", "backend", "data", "monitoring", "cach
 
 
 def products():
-    """The catalogue's product ids, through Traefik as a shopper sees them."""
+    """The catalogue's products (id, name), through Traefik as a shopper sees them."""
     values = local_vault()
     client = Client("https://127.0.0.1", timeout=15, ca_certificate=values["shopstream_tls_ca_certificate"])
     status, body, _headers = client.call(
@@ -31,7 +35,7 @@ def products():
     assert status == 200, body
     status, listing, _headers = client.call("GET", "/api/products?limit=500", token=body["token"])
     assert status == 200, listing
-    return sorted(product["id"] for product in listing["products"])
+    return sorted((product["id"], product["name"]) for product in listing["products"])
 
 
 def platform():
@@ -80,10 +84,32 @@ def plant_overlay_leftover():
         assert done.returncode == 0, (step, done.stderr)
 
 
-def test_teardown_then_site_brings_the_platform_back_with_its_data(deployed):
+def mariadb_volume_holds_the_products_table(volume, image):
+    """A container of MariaDB's image with the volume (read-only) and no network finds the table's file."""
+    found = docker("run", "--rm", "--network", "none", "--user", "mysql", "-v", f"{volume}:/v:ro",
+                   "--entrypoint", "test", image, "-f", "/v/shopstream/products.ibd")  # fmt: skip
+    return found.returncode == 0
+
+
+def test_teardown_then_site_and_restore_bring_the_platform_back_with_its_data(deployed, tmp_path, capsys):
+    values = local_vault()
+    marker = f"teardown-{uuid.uuid4().hex[:8]}"  # our own hex: nothing to escape
+    root = values["vault_shopstream_mariadb_root_password"]
+    mariadb = docker("ps", "-q", "--filter", "label=com.docker.swarm.service.name=shopstream-data_mariadb").stdout
+    sql = f"INSERT INTO products (name, price_cents) VALUES ('{marker}', 1)"  # noqa: S608
+    wrote = docker("exec", "-e", "MYSQL_PWD", mariadb.split()[0], "mariadb", "--protocol=socket", "-uroot",
+                   "shopstream", "-e", sql, env={"MYSQL_PWD": root})  # fmt: skip
+    assert wrote.returncode == 0, wrote.stderr
     catalogue = products()
+    assert marker in {name for _id, name in catalogue}
+    image = docker("service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+                   "shopstream-data_mariadb").stdout.strip()  # fmt: skip
+    backups = tmp_path / "backups"
+    made = playbook("playbooks/backup.yml", *WITH_VAULT, "-e", f"backup_dir={backups}")
+    assert made.rc == 0, made.out[-3000:]
     before = platform()
     assert before["stacks"] == sorted(STACKS) and before["secrets"] and before["configs"] and before["volumes"]
+    (volume,) = [name for name in before["volumes"] if "mariadb" in name]
 
     refused = playbook(*TEARDOWN, "-e", "teardown_swarm=true")
     assert refused.rc != 0 and "To go on, run again with -e teardown_confirm=yes" in refused.out, refused.out[-2000:]
@@ -101,10 +127,13 @@ def test_teardown_then_site_brings_the_platform_back_with_its_data(deployed):
         assert down.rc == 0, down.out[-4000:]
         after = platform()
         assert after == dict(before, stacks=[], secrets=[], configs=[], networks=[]), after
-        left = playbook(*TEARDOWN, "-e", "teardown_confirm=yes", "-e", "teardown_swarm=true")
-        assert left.rc == 0 and left.changed() == 1, left.out[-3000:]  # the node left; nothing else was there
-        assert platform() == dict(after, swarm="inactive")
-        again = playbook(*TEARDOWN, "-e", "teardown_confirm=yes", "-e", "teardown_swarm=true")
+        assert mariadb_volume_holds_the_products_table(volume, image), "the volumes kept the data"
+        # The disaster: the swarm and the data gone.
+        gone = ("-e", "teardown_confirm=yes", "-e", "teardown_swarm=true", "-e", "teardown_volumes=true")
+        left = playbook(*TEARDOWN, *gone)
+        assert left.rc == 0 and left.changed() > 0, left.out[-3000:]
+        assert platform() == dict(after, swarm="inactive", volumes=[])
+        again = playbook(*TEARDOWN, *gone)
         assert again.rc == 0 and again.changed() == 0, again.out[-3000:]
         plant_overlay_leftover()
     finally:
@@ -113,4 +142,13 @@ def test_teardown_then_site_brings_the_platform_back_with_its_data(deployed):
     assert "the swarm role removes them before the node creates or joins one" in back.out
     assert not os.path.exists(LEFTOVER), "the swarm role removed the earlier swarm's overlay namespace"
     assert platform()["stacks"] == sorted(STACKS)
-    assert set(catalogue) <= set(products()), "the volumes kept the data"
+    assert marker not in {name for _id, name in products()}, "a new platform, on empty volumes"
+
+    restored = playbook("playbooks/restore.yml", *WITH_VAULT, "-e", f"backup_dir={backups}",
+                        "-e", "restore_confirm=yes")  # fmt: skip
+    assert restored.rc == 0, restored.out[-5000:]
+    assert set(catalogue) <= set(products()), "the backup's products, as they were"
+    with capsys.disabled():
+        print(f"\n  disaster drill: backup {made.seconds:.1f} s, site.yml on a new swarm and empty volumes "
+              f"{back.seconds:.1f} s, restore with verify.yml {restored.seconds:.1f} s: "
+              f"{len(catalogue)} products back ", end="")  # fmt: skip

@@ -11,6 +11,12 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._data_parts impor
     rabbitmq_definitions_to_import,
     rdb_length,
 )
+from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import (
+    DockerClient,
+    filters_param,
+    service_container,
+    service_containers,
+)
 from ansible_collections.shopstream.swarm.plugins.modules.data_restore import redis_load_command
 
 REDIS_CLI_STDERR = """sending REPLCONF capa eof
@@ -90,3 +96,20 @@ def test_a_snapshot_that_does_not_check_leaves_the_volume_as_it_was(tmp_path):
     assert done.returncode == 4 and b"not a valid RDB snapshot" in done.stderr
     assert sorted(p.name for p in data.iterdir()) == ["appendonlydir", "dump.rdb"]
     assert [p.name for p in (data / "appendonlydir").iterdir()] == ["appendonly.aof.1.incr.aof"]
+
+
+def test_a_service_container_is_a_running_one_of_the_service_that_is_healthy_or_has_no_check(engine):
+    service = "shopstream-data_redis"
+    query = "/containers/json?" + filters_param(label=[f"com.docker.swarm.service.name={service}"], status=["running"])
+    client = DockerClient("unix://" + engine.server_address, timeout=3)
+    engine.routes[("GET", query)] = (200, [{"Id": "a", "Status": "Up 2 seconds (health: starting)"}])
+    assert [c["Id"] for c in service_containers(client, service)] == ["a"]
+    found, error = service_container(client, service, timeout=0)
+    assert found is None and "No healthy container of shopstream-data_redis runs on this node after 0 s" in error
+    engine.routes[("GET", query)] = (
+        200,
+        [{"Id": "a", "Status": "Up 9 s (unhealthy)"}, {"Id": "b", "Status": "Up 9 s"}],
+    )
+    assert service_container(client, service, timeout=0) == ("b", None)
+    engine.routes[("GET", query)] = (200, [])
+    assert service_containers(client, service) == []
