@@ -12,7 +12,8 @@ Three concerns, each with pure functions first and one class applying them:
   check mode, where nothing is deployed and the target specs exist only in the compose file.
 - *Is it converged*: ``assess`` judges one service from its tasks. The update-state rules (a stale
   'completed', rollbacks, paused updates) are the ones ``_swarm_objects.Rewirer.wait`` uses.
-- ``StackDeployer``: snapshot, ``docker stack deploy``, compare, wait; and ``docker stack rm``.
+- ``StackDeployer``: snapshot, ``docker stack deploy``, compare, wait; spread the services whose
+  replicas share too few nodes (``_spread``); and ``docker stack rm``.
 """
 
 import copy
@@ -29,6 +30,7 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api impor
     DockerAPIError,
     filters_param,
 )
+from ansible_collections.shopstream.swarm.plugins.module_utils._spread import crowded
 from ansible_collections.shopstream.swarm.plugins.module_utils._swarm_objects import (
     task_error,
     update_failure,
@@ -901,6 +903,64 @@ class StackDeployer:
                     f"Stack {self.name} did not converge within {self.timeout}s: {detail}.", reports=reports
                 )
             time.sleep(self.poll)
+
+    def crowded(self):
+        """The stack's services whose replicas share fewer nodes than they could (``_spread.crowded``)."""
+        tasks = self.client.get_json("/tasks?" + filters_param(**{"desired-state": ["running"]})) or []
+        return crowded(self.services(), tasks, self.client.get_json("/nodes") or [])
+
+    def spread(self, found):
+        """Spread each service in ``found`` (from ``crowded``): scale it up by the nodes it lacks
+        (the scheduler puts new tasks on the nodes with the fewest of the service), wait until they
+        run, then back to its replicas (swarm removes tasks from the nodes with the most copies
+        first), and wait until the stack converges. No task stops before its replacement runs; a
+        rolling update would not do (start-first, the replaced task still counts on its node)."""
+        ids = {s["Spec"]["Name"]: s["ID"] for s in self.services()}
+        replicas = {}
+        for name, hosting, could in found:
+            self.event(f"{name}: its replicas run on {hosting} node(s) of the {could} that could take them; spreading")
+            replicas[name] = self._scale(ids[name], lambda count, extra=could - hosting: count + extra)
+        self.converge(self._started())
+        for name, count in replicas.items():
+            self._scale(ids[name], lambda _count, count=count: count)
+        reports = self.converge(self._started())
+        # The tasks removed drain their requests before they stop: wait for that too, so that the
+        # stack is as `docker service ls` will say (its replicas, no more).
+        deadline = self.clock() + self.timeout
+        while True:
+            running = {}
+            for task in self.tasks():
+                if _state(task) == "running":
+                    running[task.get("ServiceID")] = running.get(task.get("ServiceID"), 0) + 1
+            extra = sorted(name for name, count in replicas.items() if running.get(ids[name], 0) > count)
+            if not extra:
+                return reports
+            if self.clock() >= deadline:
+                raise StackError(f"Stack {self.name}: the tasks removed from {', '.join(extra)} did not stop "
+                                 f"within {self.timeout}s.", reports=reports)  # fmt: skip
+            time.sleep(self.poll)
+
+    def _started(self):
+        return {s["ID"]: (s.get("UpdateStatus") or {}).get("StartedAt") for s in self.services()}
+
+    def _scale(self, service_id, replicas):
+        """Set the service's replica count to ``replicas(current)``, re-reading it on a conflict; the
+        count it had."""
+        for attempt in range(1, UPDATE_ATTEMPTS + 1):
+            service = self.client.get_json(f"/services/{service_id}")
+            spec = service["Spec"]
+            count = spec["Mode"]["Replicated"]["Replicas"]
+            spec["Mode"]["Replicated"]["Replicas"] = replicas(count)
+            try:
+                self.client.request(
+                    "POST", f"/services/{service_id}/update?version={service['Version']['Index']}", spec
+                )
+                return count
+            except DockerAPIError as exc:
+                if SEQUENCE_CONFLICT not in str(exc) or attempt == UPDATE_ATTEMPTS:
+                    raise
+                time.sleep(self.poll * attempt)
+        return None
 
     # Absent
     def remove(self):

@@ -82,6 +82,27 @@ options:
     description: Send the manager's registry credentials to the agents (C(--with-registry-auth)).
     type: bool
     default: false
+  spread:
+    description:
+      - After the stack converged, spread each replicated service of at least two replicas whose
+        running tasks share fewer nodes than it could use, then wait until the stack converges again
+        and the tasks removed have stopped. Such a service is reported with the action C(spread).
+      - Swarm places a task when it starts and never moves it. After a drain, a node that was down, or
+        a node that joined, every replica of a service may run on one node, and that node's loss then
+        takes the whole service down.
+      - The service is scaled up by the nodes it lacks (the scheduler places new tasks on the nodes
+        with the fewest of its tasks), and once they run, back to its replicas (Swarm removes tasks
+        from the nodes with the most copies first). No task stops before its replacement runs. A
+        forced rolling update would not do it, since the task it replaces still counts on its node.
+        The service's previous spec (the target of C(docker service rollback)) is then the scaled-up one.
+      - A node counts when it is ready and active, matches the service's placement constraints, and
+        runs one of its tasks already or has room for its reservations (CPU and memory). A service
+        with a constraint on a key other than C(node.id), C(node.hostname), C(node.role),
+        C(node.platform.*), C(node.labels.*) or C(engine.labels.*), or with a task not yet running,
+        is left as it is.
+    type: bool
+    default: false
+    version_added: 0.3.0
   timeout:
     description: Seconds to wait for convergence (or removal) before failing.
     type: int
@@ -205,7 +226,9 @@ services:
       description: The service's name.
       type: str
     action:
-      description: C(created), C(updated), C(removed) or C(unchanged) (what would happen, in check mode).
+      description:
+        - C(created), C(updated), C(removed), C(spread) (see O(spread)) or C(unchanged).
+        - In check mode, what would happen.
       type: str
     mode:
       description: C(replicated), C(global), C(replicated-job) or C(global-job).
@@ -245,7 +268,7 @@ services:
     shop_migrate: {action: unchanged, mode: replicated, replicas: 1/1, running: 0, completed: 1, desired: 1,
                    update_state: null, last_error: null, state: converged, reason: converged}
 changed_services:
-  description: Names of the services created, updated or removed (that would be, in check mode).
+  description: Names of the services created, updated, removed or spread (that would be, in check mode).
   returned: always
   type: list
   elements: str
@@ -340,6 +363,8 @@ class StackModule:
             )
         if self.module.check_mode:
             changes, old, new = plan(rendered, p["name"], before, names, prune=p["prune"])
+            if p["spread"]:
+                changes.update({found[0]: "spread" for found in deployer.crowded() if found[0] not in changes})
             services = {s["Spec"]["Name"]: {"action": "unchanged"} for s in before}
             services.update({name: {"action": action} for name, action in changes.items()})
             return changes, services, old, new
@@ -350,8 +375,8 @@ class StackModule:
             digest = fingerprint(rendered, options)
             if deployed_as(rendered, p["name"], before, digest) and not plan(rendered, p["name"], before, names)[0]:
                 deployer.event(f"{p['name']}: not deployed again, its services are as this compose file left them")
-                reports = deployer.converge(previous)
-                return {}, {n: dict(r, action="unchanged") for n, r in reports.items()}, {}, {}
+                changes, reports = self.spread({}, deployer.converge(previous))
+                return changes, {n: dict(r, action=changes.get(n, "unchanged")) for n, r in reports.items()}, {}, {}
             # The digest goes into the compose file as written: the CLI's rendering has resolved
             # its $$ escapes, and deploying that would interpolate them again.
             text = compose_text(with_fingerprint(load_yaml(text), digest))
@@ -366,12 +391,22 @@ class StackModule:
             self.partial = (changes, before, after)
         for name, action in changes.items():
             deployer.event(f"{name}: {action}")
-        reports = deployer.converge(previous, endpoint_changed(before, after))
-        old, new = self.views(changes, before, after)
+        changes, reports = self.spread(changes, deployer.converge(previous, endpoint_changed(before, after)))
+        old, new = self.views({n: a for n, a in changes.items() if a != "spread"}, before, after)
         services = {name: dict(report, action=changes.get(name, "unchanged")) for name, report in reports.items()}
         for name, action in changes.items():
             services.setdefault(name, {"action": action})
         return changes, services, old, new
+
+    def spread(self, changes, reports):
+        """With O(spread): the converged stack's services whose replicas share too few nodes are
+        spread (``StackDeployer.spread``); ``(changes, reports)`` with those as C(spread)."""
+        found = self.deployer.crowded() if self.params["spread"] else []
+        if not found:
+            return changes, reports
+        changes = dict({service[0]: "spread" for service in found}, **changes)
+        self.partial = (changes, *getattr(self, "partial", (None, None, None))[1:])  # a failed spread reports them
+        return changes, self.deployer.spread(found)
 
     def views(self, changes, before, after):
         names = self.deployer.network_names()
@@ -403,6 +438,7 @@ def main():
             prune=dict(type="bool", default=False),
             resolve_image=dict(type="str", choices=["always", "changed", "never"], default="never"),
             with_registry_auth=dict(type="bool", default=False),
+            spread=dict(type="bool", default=False),
             timeout=dict(type="int", default=600),
             docker_cli=dict(type="path", default="docker"),
             docker_host=dict(type="str", default="unix:///var/run/docker.sock"),

@@ -10,7 +10,11 @@ stateless services on the workers.
   during a config rotation. Each scenario prints its requests, failures and duration, and fails
   above 0 failures.
 - Rollback: stack.yml with a broken image for one service fails naming it, and swarm rolled it back.
-- Data: rows written to MariaDB survive a forced update, a rollback, and a restart of its node.
+- Data: rows written to MariaDB survive a forced update, a rollback, and a restart of its node;
+  a backup restores them after a loss.
+- Faults under the load, each a row of the table `fault | requests | failed | recovered in s | orders
+  lost`: each data service restarted; and last (they move tasks and leadership), a worker drained
+  and spread again by stack.yml, a worker lost, a manager cut off, the leader's engine killed.
 
 stack.yml runs here on its own, without the earlier roles' facts: the extra vars that those roles
 would give it (images, versioned secret and config names, endpoint and publish modes) are read from
@@ -80,13 +84,13 @@ def platform_services():
     return sorted(n for n in swarm("service", "ls", "--format", "{{.Name}}").split() if n.startswith(STACKS))
 
 
-def replicas():
-    """{service: (running, desired)} of every platform service."""
-    out = swarm("service", "ls", "--format", "{{.Name}} {{.Replicas}}")
+def replicas(replicated_only=False):
+    """{service: (running, desired)} of every platform service (global ones too, unless replicated_only)."""
+    out = swarm("service", "ls", "--format", "{{.Name}} {{.Mode}} {{.Replicas}}")
     counts = {}
     for line in out.splitlines():
-        name, _space, rest = line.partition(" ")
-        if name.startswith(STACKS):
+        name, mode, rest = line.split(" ", 2)
+        if name.startswith(STACKS) and not (replicated_only and mode == "global"):
             running, _slash, desired = rest.split()[0].partition("/")
             counts[name] = (int(running), int(desired))
     return counts
@@ -98,8 +102,10 @@ def running_tasks(service):
     return [line.split()[:3] for line in out.splitlines() if line.split()[2:3] == ["Running"]]
 
 
-def converged():
-    counts = replicas()
+def converged(replicated_only=False):
+    """Every platform service at its replicas; with replicated_only, global services left out (a task
+    of theirs on a node that is down still counts as running)."""
+    counts = replicas(replicated_only)
     return len(counts) >= 10 and all(running == desired for running, desired in counts.values())
 
 
@@ -165,11 +171,11 @@ def live_stack_vars():
     }
 
 
-def stack_playbook(extra_vars):
+def stack_playbook(extra_vars, *args):
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="stack-vars-", delete=False) as handle:
         json.dump(extra_vars, handle)
     try:
-        return playbook("playbooks/stack.yml", "-i", INVENTORY, "-e", f"@{handle.name}")
+        return playbook("playbooks/stack.yml", "-i", INVENTORY, "-e", f"@{handle.name}", *args)
     finally:
         os.unlink(handle.name)
 
@@ -529,20 +535,31 @@ def test_a_data_service_restarted_under_load(service, tolerated, capsys):
 
     load, began = run_under_load(f"a restart of {service}", restart, capsys, tolerated)
     recovered = max((at - began for at, _failure in load.failures), default=0.0)
+    record_fault(f"restart {service}", load, recovered, capsys)
+    assert recovered <= MARIADB_RECOVERY, f"requests failed until {recovered:.1f} s after the restart began"
+
+
+def orders_lost(load):
+    """Orders the load placed (201) that MariaDB does not hold; order's outbox emptied (every event
+    reached RabbitMQ)."""
     db = MariaDB()
     wait_for("MariaDB answers", db.locate, timeout=120)
     ids = ", ".join(str(int(i)) for i in load.order_ids)
     found = int(db.sql(f"SELECT COUNT(*) FROM shopstream.orders WHERE id IN ({ids})")) if ids else 0  # noqa: S608
-    lost = len(load.order_ids) - found
     wait_for("order's outbox is published", lambda: db.sql("SELECT COUNT(*) FROM shopstream.order_outbox") == "0",
              timeout=120)  # fmt: skip
-    FAULTS.append((f"restart {service}", load.requests, len(load.failures), round(recovered, 1), lost))
+    return len(load.order_ids) - found
+
+
+def record_fault(fault, load, recovered, capsys):
+    """Add the fault's row to the table, print the table, and fail when an order placed was lost."""
+    lost = orders_lost(load)
+    FAULTS.append((fault, load.requests, len(load.failures), round(recovered, 1), lost))
     with capsys.disabled():
         print("\n    fault | requests | failed | recovered in s | orders lost")
         for row in FAULTS:
             print("    " + " | ".join(str(cell) for cell in row))
     assert load.order_ids and lost == 0, f"{lost} of {len(load.order_ids)} orders placed are not in MariaDB"
-    assert recovered <= MARIADB_RECOVERY, f"requests failed until {recovered:.1f} s after the restart began"
 
 
 def test_a_config_rotation_drops_no_request(capsys):
@@ -623,13 +640,16 @@ def test_an_update_to_a_broken_image_rolls_back_by_itself_and_the_role_names_the
     assert {t["Spec"]["ContainerSpec"]["Image"] for t in tasks} == {good}
     rolled_back_after = time.monotonic() - start
 
-    again = stack_playbook(live)
+    # Nothing to deploy again; the rolling updates of the tests above may have left a service's
+    # replicas on one worker (start-first), which the run spreads (test_a_drained_worker_...).
+    again = stack_playbook(live, "-v")
     assert again.rc == 0, again.out[-4000:]
-    assert again.changed() == 0, again.out[-6000:]
+    actions = sorted(set(re.findall(r'"action": "(\w+)"', again.out)))
+    assert set(actions) <= {"unchanged", "spread"} and "unchanged" in actions, again.out[-6000:]
     with capsys.disabled():
         print(f"\n  broken image on {service}: stack.yml failed after {failed_after:.1f} s "
               f"({failure}...), rolled back and converged after {rolled_back_after:.1f} s; "
-              f"stack.yml again: changed=0 in {again.seconds:.1f} s", end="")  # fmt: skip
+              f"stack.yml again: {'/'.join(actions)} in {again.seconds:.1f} s", end="")  # fmt: skip
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -783,3 +803,182 @@ def test_a_backup_of_the_cluster_restores_its_rows_and_keys_after_a_loss_and_the
         print(f"\n  drill: backup {made.seconds:.1f} s ({archive.stat().st_size} bytes), "
               f"restore {restored.seconds:.1f} s, verify.yml {served.seconds:.1f} s: "
               "100 rows and a key back, every table's checksum", end="")  # fmt: skip
+
+
+# --- node faults -------------------------------------------------------------------------------------
+# Under the load, as the data services above: each fault's table row gives the time from the fault
+# until the swarm was whole again (every service at its replicas, every node ready and, for a
+# manager, reachable) or the last failed request, whichever came later.
+
+MANAGERS = ("manager1", "manager2", "manager3")
+WORKERS = ("worker1", "worker2")
+# The nodes' network (create.yml): the others' heartbeats, Raft and gossip reach a node over it.
+NODE_NETWORK = "192.168.241.0/24"
+
+
+def managed(*args, via, check=True):
+    return node_exec(via, "docker", *args, check=check)
+
+
+def node_view(via="manager1"):
+    """hostname -> (state, availability, manager reachability, leader) as the manager `via` sees it."""
+    out = managed("node", "ls", "--format", "{{.Hostname}} {{.Status}} {{.Availability}} {{.ManagerStatus}}", via=via)
+    view = {}
+    for line in out.splitlines():
+        host, state, availability, *manager = line.split()
+        status = manager[0] if manager else ""
+        view[host] = (state.lower(), availability.lower(), "unreachable" if status == "Unreachable" else
+                      "reachable" if status else "", status == "Leader")  # fmt: skip
+    return view
+
+
+def node_tasks(node, names=False):
+    """The node's tasks meant to run: their IDs, or with names, their services' names."""
+    fmt = "{{.Name}}" if names else "{{.ID}}"
+    out = managed("node", "ps", "--format", fmt, "--filter", "desired-state=running", node, via="manager1")
+    return [line.rsplit(".", 1)[0] if names else line for line in out.split()]
+
+
+def app_tasks_on(node):
+    return [name for name in node_tasks(node, names=True) if name.startswith("shopstream-app_")]
+
+
+def spread_over_workers():
+    """A replica of each app service of two replicas on either worker."""
+    two = set(STATELESS) - {"notification"}
+    return all({task.split("_")[1] for task in app_tasks_on(worker)} >= two for worker in WORKERS)
+
+
+def leader(via):
+    return next((host for host, view in node_view(via).items() if view[3]), None)
+
+
+def swarm_whole():
+    view = node_view()
+    return all(node[:2] == ("ready", "active") for node in view.values()) and all(
+        view[m][2] == "reachable" for m in MANAGERS
+    )
+
+
+def node_fault(fault, action, capsys, tolerated=None):
+    """Run action() (the fault, then what brings the swarm back) under the load; the row's time is
+    until the swarm is whole and every service runs its replicas, or the last failure if later."""
+    began = {}
+
+    def timed():
+        began["at"] = time.monotonic()
+        action()
+        wait_for("every node is ready and active, every manager reachable", swarm_whole, timeout=300,
+                 explain=lambda: managed("node", "ls", via="manager2", check=False))  # fmt: skip
+        wait_converged(timeout=300)
+        began["whole"] = time.monotonic() - began["at"]
+
+    load, start = run_under_load(fault, timed, capsys, tolerated)
+    last_failure = max((at - start for at, _failure in load.failures), default=0.0)
+    record_fault(fault, load, max(began["whole"], last_failure), capsys)
+    return load, start, began["whole"]
+
+
+def test_a_drained_worker_takes_its_share_again_after_stack_yml_and_no_request_fails(capsys):
+    """Maintenance: draining worker1 moves its tasks to worker2 (each drains its requests before it
+    stops, Traefik's health checks and retries skip it). Active again, worker1 gets nothing back by
+    itself (Swarm never moves a running task), so one node would hold every replica; stack.yml then
+    spreads them with rolling updates. No request fails throughout."""
+    spreads = {}
+    if not spread_over_workers():  # rolling updates above may have left replicas side by side
+        assert stack_playbook(live_stack_vars()).rc == 0
+    assert spread_over_workers(), {worker: app_tasks_on(worker) for worker in WORKERS}
+
+    def drain():
+        managed("node", "update", "--availability", "drain", "worker1", via="manager1")
+        wait_for("worker1 runs no task", lambda: not node_tasks("worker1"), timeout=300)
+        wait_converged(timeout=300)
+        managed("node", "update", "--availability", "active", "worker1", via="manager1")
+        wait_for("worker1 is active", lambda: node_view()["worker1"][:2] == ("ready", "active"))
+        assert not app_tasks_on("worker1"), "Swarm moved tasks back by itself"
+        spreads["run"] = stack_playbook(live_stack_vars(), "-v")
+
+    node_fault("drain worker1, then stack.yml", drain, capsys)
+    run = spreads["run"]
+    assert run.rc == 0, run.out[-3000:]
+    # The app stack's services of two replicas, each reported as spread (the data stack's run one).
+    spread = sorted(set(re.findall(r"shopstream-app_(\w+): its replicas run on 1 node\(s\) of the 2", run.out)))
+    assert spread == sorted(s for s in STATELESS if s != "notification"), run.out[-3000:]
+    changed = [
+        re.findall(r"shopstream-app_(\w+)", block) for block in re.findall(r"changed_services.: \[([^]]*)\]", run.out)
+    ]
+    assert changed == [[], spread], run.out[-3000:]
+    assert spread_over_workers(), {worker: app_tasks_on(worker) for worker in WORKERS}
+    again = stack_playbook(live_stack_vars())
+    assert again.rc == 0 and again.changed() == 0, again.recap
+
+
+LOSS_WINDOW = 20  # s after a worker is lost: the client's 10 s timeout of a request it held, and margin
+
+
+def test_a_worker_lost_under_load_is_replaced_by_the_swarm(capsys):
+    """The worker that runs the most app tasks vanishes (its node killed, as a power loss): the swarm
+    marks it down and starts its tasks on the other worker by itself. The requests it held die with
+    it (Traefik retries only a request it could not send); the others do not fail: Traefik's health
+    checks drop its tasks within 3 s, and the gateway gives up an upstream address that takes no
+    connection after 2 s and tries the next, while DNS still lists the lost tasks."""
+    app_tasks = {w: app_tasks_on(w) for w in WORKERS}
+    victim = max(WORKERS, key=lambda w: len(app_tasks[w]))
+    assert len(app_tasks[victim]) >= 3, app_tasks
+
+    def lose():
+        assert docker("kill", victim).returncode == 0
+        wait_for(f"the swarm sees {victim} down", lambda: node_view()[victim][0] == "down", timeout=120)
+        wait_for(f"{victim}'s tasks run on the other worker", lambda: converged(replicated_only=True), timeout=300,
+                 explain=lambda: swarm("service", "ls", check=False))  # fmt: skip
+        assert docker("start", victim).returncode == 0
+
+    fault = f"lose {victim} ({len(app_tasks[victim])} app tasks)"
+    load, start, _whole = node_fault(fault, lose, capsys, tolerated=lambda failure: True)
+    late = [(round(at - start, 1), failure) for at, failure in load.failures if at - start > LOSS_WINDOW]
+    assert not late, f"requests failed later than {LOSS_WINDOW} s after {victim} was lost: {late[:10]}"
+    assert len(load.failures) <= 10, "more requests failed than a lost node held (printed above)"
+
+
+def test_a_manager_cut_off_from_the_others_drops_no_request(capsys):
+    """A network partition: manager3 loses every other node (iptables in its node). The other two
+    keep quorum (a leader among them), the platform serves; healed, manager3 is reachable again."""
+
+    def rule(op):
+        for chain, side in (("INPUT", "-s"), ("OUTPUT", "-d")):
+            node_exec("manager3", "iptables", op, chain, side, NODE_NETWORK, "-j", "DROP")
+
+    def partition():
+        rule("-I")
+        try:
+            wait_for("manager3 is unreachable to the others", lambda: node_view()["manager3"][2] == "unreachable",
+                     timeout=120)  # fmt: skip
+            assert leader("manager1") in ("manager1", "manager2"), node_view()
+            time.sleep(10)
+        finally:
+            rule("-D")
+
+    node_fault("partition manager3", partition, capsys)
+
+
+def test_the_leaders_engine_killed_under_load(capsys):
+    """The Raft leader's engine killed (SIGKILL): the other managers elect a leader; systemd starts
+    the engine again and, with autolock, unlock.yml brings the manager back. When the leader is the
+    edge node (Traefik) requests fail until then, and only until then."""
+    old = leader("manager2")
+    other = next(m for m in MANAGERS if m != old)
+
+    def kill():
+        node_exec(old, "pkill", "-KILL", "-x", "dockerd")
+        wait_for("another manager leads", lambda: leader(other) not in (None, old), timeout=120)
+        wait_for(f"{old}'s engine is back, locked", lambda: node_state(old) == "locked", timeout=120)
+        unlock = playbook("playbooks/unlock.yml", "-i", INVENTORY)
+        assert unlock.rc == 0 and f"Unlocked: {old}." in " ".join(unlock.out.split()), unlock.out[-3000:]
+
+    db = MariaDB()
+    assert db.locate()
+    load, start, whole = node_fault(f"kill the leader's engine ({old})", kill, capsys, tolerated=lambda failure: True)
+    if old not in ("manager1", db.node):
+        assert not load.failures, "the leader was neither the edge nor the data node (printed above)"
+    late = [(round(at - start, 1), failure) for at, failure in load.failures if at - start > whole + 10]
+    assert not late, f"requests failed after the swarm was whole again ({whole} s): {late[:10]}"

@@ -46,6 +46,10 @@ def build():
     redis_retry_at = [0.0]  # monotonic time before which the limiters count locally
     trusted_hops = common.env_int("TRUSTED_PROXY_HOPS", 0)
     timeout = common.env_int("UPSTREAM_TIMEOUT_SECONDS", 15, 1)
+    # Per address of an upstream's name (dnsrr: one per task). A task whose node is gone keeps its
+    # address in DNS until the swarm marks it down: a connection to it is given up after this, and
+    # the next address tried, rather than the request waiting out `timeout` there.
+    connect_timeout = common.env_int("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 2, 1)
     upstreams = {name: upstream(name) for name in ("auth", "product", "order", "notification")}
     app = common.App("gateway")
 
@@ -110,8 +114,10 @@ def build():
         body = req.body() if req.method in ("POST", "PUT", "PATCH") else None
         path = req.path + ("?" + req.raw_query if req.raw_query else "")
         start = time.monotonic()
-        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        conn = http.client.HTTPConnection(host, port, timeout=connect_timeout)
         try:
+            conn.connect()  # each address of the name in turn, until one accepts
+            conn.sock.settimeout(timeout)
             conn.request(req.method, path, body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()

@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import socket
 import threading
 
 import pytest
@@ -148,6 +149,48 @@ def test_unknown_paths_and_upstream_down(stack, monkeypatch):
     address, _seen, _redis = stack
     assert request(address, "GET", "/api/secrets", headers=bearer())[0] == 404
     assert request(address, "GET", "/metrics")[0] == 200
+
+
+def test_an_upstream_address_that_takes_no_connection_is_passed_over_for_the_next(stack, monkeypatch):
+    """dnsrr: the name gives one address per task; one whose node is gone is given up after the
+    connect timeout (not the request's), and the next is tried."""
+    live = ("127.0.0.1", int(common.env("PRODUCT_PORT", "0")))
+    gone = ("127.0.0.1", closed_port())
+    resolve, connects = socket.getaddrinfo, []
+
+    def two_tasks(host, port, *args, **kwargs):
+        if host != "product.test":
+            return resolve(host, port, *args, **kwargs)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", target) for target in (gone, live)]
+
+    class Recorded(socket.socket):
+        def connect(self, target):
+            connects.append((target, self.gettimeout()))
+            super().connect(target)
+
+        def settimeout(self, value):
+            if connects and connects[-1][0] == live:
+                connects.append(("answer", value))
+            super().settimeout(value)
+
+    monkeypatch.setenv("PRODUCT_HOST", "product.test")
+    app = gateway.build()
+    thread = start(app)
+    monkeypatch.setattr(socket, "getaddrinfo", two_tasks)
+    monkeypatch.setattr(socket, "socket", Recorded)
+    try:
+        assert request(app.address, "GET", "/api/products", headers=bearer())[0] == 200
+    finally:
+        app.stopping.set()
+        thread.join(10)
+    # Both addresses under the 2 s connect timeout, then the 15 s timeout for the answer.
+    assert [c for c in connects if c[0] in (gone, live, "answer")] == [(gone, 2), (live, 2), ("answer", 15)]
+
+
+def closed_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def test_client_address_takes_the_trusted_proxy_entry():
