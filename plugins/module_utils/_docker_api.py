@@ -104,6 +104,30 @@ def is_sequence_conflict(exc):
     return isinstance(exc, DockerAPIError) and SEQUENCE_CONFLICT in str(exc)
 
 
+def update_service(client, service_id, change, attempts, pause, on_conflict=None):
+    """Read the service and POST ``change(service)``, the spec to update it to (None: nothing to do), at
+    the version read. When the service changed between the read and the update (Swarm answers "update
+    out of sequence"), ``on_conflict(service, attempt)`` is told, and it is read and changed again, up
+    to ``attempts`` times: whatever else changed in it meanwhile is kept. Returns ``(service as read,
+    the spec posted or None)``; the last conflict, or any other error, is raised."""
+    for attempt in range(1, attempts + 1):
+        service = client.get_json(f"/services/{service_id}")
+        spec = change(service)
+        if spec is None:
+            return service, None
+        try:
+            client.request("POST", f"/services/{service_id}/update?version={service['Version']['Index']}", spec)
+        except DockerAPIError as exc:
+            if not is_sequence_conflict(exc) or attempt == attempts:
+                raise
+            if on_conflict:
+                on_conflict(service, attempt)
+            time.sleep(pause * attempt)
+            continue
+        return service, spec
+    return None, None
+
+
 def list_services(client):
     """Every service of the swarm (``GET /services``): ID, Version, Spec, UpdateStatus..."""
     return client.get_json("/services") or []

@@ -29,6 +29,7 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api impor
     UPDATE_ATTEMPTS,
     DockerAPIError,
     filters_param,
+    update_service,
 )
 from ansible_collections.shopstream.swarm.plugins.module_utils._spread import crowded
 from ansible_collections.shopstream.swarm.plugins.module_utils._swarm_objects import (
@@ -946,21 +947,16 @@ class StackDeployer:
     def _scale(self, service_id, replicas):
         """Set the service's replica count to ``replicas(current)``, re-reading it on a conflict; the
         count it had."""
-        for attempt in range(1, UPDATE_ATTEMPTS + 1):
-            service = self.client.get_json(f"/services/{service_id}")
+        counts = []
+
+        def change(service):
             spec = service["Spec"]
-            count = spec["Mode"]["Replicated"]["Replicas"]
-            spec["Mode"]["Replicated"]["Replicas"] = replicas(count)
-            try:
-                self.client.request(
-                    "POST", f"/services/{service_id}/update?version={service['Version']['Index']}", spec
-                )
-                return count
-            except DockerAPIError as exc:
-                if SEQUENCE_CONFLICT not in str(exc) or attempt == UPDATE_ATTEMPTS:
-                    raise
-                time.sleep(self.poll * attempt)
-        return None
+            counts.append(spec["Mode"]["Replicated"]["Replicas"])
+            spec["Mode"]["Replicated"]["Replicas"] = replicas(counts[-1])
+            return spec
+
+        update_service(self.client, service_id, change, UPDATE_ATTEMPTS, self.poll)
+        return counts[-1]
 
     # Absent
     def remove(self):

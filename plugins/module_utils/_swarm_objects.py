@@ -28,6 +28,7 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api impor
     filters_param,
     is_sequence_conflict,
     list_services,
+    update_service,
 )
 
 LOGICAL_LABEL = "com.shopstream.object"
@@ -308,29 +309,34 @@ class Rewirer:
         the update (Swarm answers "update out of sequence"), it is read again and the moves
         applied again, up to ``attempts`` times. A service already on the wanted versions is left.
         """
-        for attempt in range(1, attempts + 1):
-            service = self.read(service_id)
+        seen = {}
+
+        def change(service):
+            seen["name"] = service["Spec"]["Name"]
             planned = self.plan([service], moves_by_kind)
             if not planned:
-                self.progress(f"{service['Spec']['Name']}: already on the current versions")
-                return service["Spec"], None, None
-            _service, spec, moved = planned[0]
-            version = service["Version"]["Index"]
-            try:
-                self.client.request("POST", f"/services/{service_id}/update?version={version}", spec)
-            except DockerAPIError as exc:
-                if not is_sequence_conflict(exc):
-                    raise
-                self.progress(f"{spec['Name']}: version {version} changed before our update; reading it again")
-                if attempt == attempts:
-                    raise UpdateFailed(
-                        f"Service {spec['Name']} changed between each of {attempts} reads and the update that "
-                        f"followed it ({SEQUENCE_CONFLICT}): another client or an update in progress keeps "
-                        "changing it. Wait until 'docker service inspect' shows it settled, then run again."
-                    ) from exc
-                time.sleep(self.poll * attempt)
-                continue
-            return spec, moved, (service.get("UpdateStatus") or {}).get("StartedAt")
+                return None
+            _service, spec, seen["moves"] = planned[0]
+            return spec
+
+        def conflict(service, _attempt):
+            self.progress(f"{service['Spec']['Name']}: version {service['Version']['Index']} changed before our "
+                          "update; reading it again")  # fmt: skip
+
+        try:
+            service, spec = update_service(self.client, service_id, change, attempts, self.poll, conflict)
+        except DockerAPIError as exc:
+            if not is_sequence_conflict(exc):
+                raise
+            raise UpdateFailed(
+                f"Service {seen['name']} changed between each of {attempts} reads and the "
+                f"update that followed it ({SEQUENCE_CONFLICT}): another client or an update in progress keeps "
+                "changing it. Wait until 'docker service inspect' shows it settled, then run again."
+            ) from exc
+        if spec is None:
+            self.progress(f"{service['Spec']['Name']}: already on the current versions")
+            return service["Spec"], None, None
+        return spec, seen["moves"], (service.get("UpdateStatus") or {}).get("StartedAt")
 
     def apply_together(self, service_ids, moves_by_kind):
         """Start the update of every service in ``service_ids`` (each read just before, as ``start`` does),

@@ -63,8 +63,11 @@ options:
       - V(present) deploys the stack and waits until it converges.
       - V(absent) removes it (C(docker stack rm)) and waits until its tasks are gone, then removes the
         networks, secrets and configs of the stack the CLI could not remove while tasks still used them.
+      - V(spread) deploys nothing, and spreads the stack's services as O(spread) does. For rolling
+        updates made outside the stack's deploy (a rotation's moves, M(shopstream.swarm.swarm_rewire)),
+        which start each new task beside the one it replaces and may leave the replicas side by side.
     type: str
-    choices: [present, absent]
+    choices: [present, absent, spread]
     default: present
   prune:
     description: Remove services of the stack that the compose file no longer has (C(--prune)).
@@ -166,6 +169,11 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ item.key }}: {{ item.value.replicas }} ({{ item.value.update_state or 'no update' }})"
   loop: "{{ app_stack.services | dict2items }}"
+
+- name: After rolling updates made outside the stack (a rotation), spread the replicas left side by side
+  shopstream.swarm.swarm_stack:
+    name: shop
+    state: spread
 
 - name: Deploy the same file again - nothing changes, the task reports ok
   shopstream.swarm.swarm_stack:
@@ -408,6 +416,18 @@ class StackModule:
         self.partial = (changes, *getattr(self, "partial", (None, None, None))[1:])  # a failed spread reports them
         return changes, self.deployer.spread(found)
 
+    def spread_only(self):
+        """O(state=spread): nothing deployed; the stack's services whose replicas share too few nodes
+        spread (in check mode, named)."""
+        found = self.deployer.crowded()
+        changes = {service[0]: "spread" for service in found}
+        if found and not self.module.check_mode:
+            self.partial = (changes, None, None)  # a failed spread reports them
+            reports = self.deployer.spread(found)
+        else:
+            reports = {s["Spec"]["Name"]: {} for s in self.deployer.services()}
+        return changes, {name: dict(r, action=changes.get(name, "unchanged")) for name, r in reports.items()}, {}, {}
+
     def views(self, changes, before, after):
         names = self.deployer.network_names()
         digests = self.params["resolve_image"] != "never"
@@ -434,7 +454,7 @@ def main():
         argument_spec=dict(
             name=dict(type="str", required=True),
             compose=dict(type="raw"),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
+            state=dict(type="str", choices=["present", "absent", "spread"], default="present"),
             prune=dict(type="bool", default=False),
             resolve_image=dict(type="str", choices=["always", "changed", "never"], default="never"),
             with_registry_auth=dict(type="bool", default=False),
@@ -453,6 +473,9 @@ def main():
         manager = StackModule(module)
         if module.params["state"] == "present":
             changes, services, old, new = manager.present()
+            changed = bool(changes)
+        elif module.params["state"] == "spread":
+            changes, services, old, new = manager.spread_only()
             changed = bool(changes)
         else:
             changes, services, old, new, changed = manager.absent()

@@ -427,14 +427,15 @@ def test_a_rotation_of_the_jwt_key_and_the_redis_rabbitmq_and_mariadb_passwords_
     notification, RabbitMQ's clients), then auth, which signs: no token is refused, no connection to
     Redis or RabbitMQ is refused for long enough to fail a request, and the orders placed while
     RabbitMQ restarts wait in order's outbox. MariaDB never restarts: the new application password
-    is a user of its own before its clients move, root's password is set in place. Then Redis and
-    RabbitMQ move onto the new password alone and MariaDB drops the replaced password's user: the
-    replaced ones are refused."""
+    is a user of its own before its clients move, root's password is set in place; auth takes the demo
+    user's new password beside the old one. Then Redis, RabbitMQ and auth move onto the new password
+    alone and MariaDB drops the replaced password's user: the replaced ones are refused."""
     gateway, auth = "shopstream-app_gateway", "shopstream-app_auth"
     redis, rabbitmq = "shopstream-data_redis", "shopstream-data_rabbitmq"
     mq_clients = {f"shopstream-app_{name}" for name in ("order", "notification")}
     verifiers = {gateway, "shopstream-app_product"} | mq_clients
-    rotated = ("jwt_signing_key", "redis_password", "rabbitmq_password", "mariadb_password", "mariadb_root_password")
+    rotated = ("jwt_signing_key", "redis_password", "rabbitmq_password", "mariadb_password", "mariadb_root_password",
+               "demo_password")  # fmt: skip
     mariadb_task = running_tasks(MARIADB)
     old = {name: secret_versions(f"shopstream_{name}") for name in rotated}
     assert all(len(versions) == 1 for versions in old.values()), old
@@ -446,7 +447,7 @@ def test_a_rotation_of_the_jwt_key_and_the_redis_rabbitmq_and_mariadb_passwords_
         assert run.rc == 0, run.out[-4000:]
         runs.append(run)
 
-    run_under_load("rotation of the JWT signing key, the Redis, RabbitMQ and MariaDB passwords", rotate, capsys)
+    run_under_load("rotation of the JWT signing key, the Redis, RabbitMQ, MariaDB and demo passwords", rotate, capsys)
 
     report = " ".join(runs[0].out.split())
     new_values = {name: vault_value(f"vault_shopstream_{name}") for name in rotated}
@@ -475,7 +476,8 @@ def test_a_rotation_of_the_jwt_key_and_the_redis_rabbitmq_and_mariadb_passwords_
     assert all(secret_versions("shopstream_redis_password")[0] in secret_names(s) for s in (gateway, redis))
     assert all(secret_versions("shopstream_rabbitmq_password")[0] in secret_names(s) for s in mq_clients)
     assert secret_versions("shopstream_rabbitmq_definitions")[0] in secret_names(rabbitmq)
-    assert {update_state(s) for s in verifiers | {auth, redis, rabbitmq}} == {"completed"}
+    # No update paused or rolled back; a service the rotation spread (scaled up and back) has none.
+    assert {update_state(s) for s in verifiers | {auth, redis, rabbitmq}} <= {"completed", None}
     # The waves of the rotation's move (the first report; the second is the servers' move alone).
     waves = re.search(r"moved in waves: ([^\"]+)\"", report)
     assert waves, report[-3000:]
@@ -503,11 +505,27 @@ def test_a_rotation_of_the_jwt_key_and_the_redis_rabbitmq_and_mariadb_passwords_
     accounts = db.sql("SELECT CONCAT(User, '@', Host) FROM mysql.user WHERE User LIKE 'shopstream%' OR User = 'root'")
     assert sorted(accounts.split()) == ["root@localhost", f"{app_user}@%"], accounts
     assert db.sql("SELECT 1", password=old_values["mariadb_root_password"], check=False) is None
+    # auth accepted both demo passwords while it moved (the load's token came from the old one), and
+    # the new one alone once retired.
+    logins = {}
+    for which in ("old", "new"):
+        conn = edge()
+        values = old_values if which == "old" else new_values
+        body = json.dumps({"username": "demo", "password": values["demo_password"]})
+        conn.request("POST", "/api/auth/login", body=body, headers={"Content-Type": "application/json"})
+        logins[which] = conn.getresponse().status
+        conn.close()
+    assert logins == {"old": 401, "new": 200}, logins
+    # The moves' start-first updates may leave replicas side by side: the rotation spread them.
+    assert spread_over_workers(), {worker: app_tasks_on(worker) for worker in WORKERS}
     with capsys.disabled():
         print(f"\n    rotate_secrets.yml took {runs[0].seconds:.1f} s; waves: {waves.group(1)}", end="")
 
 
 MARIADB_RECOVERY = 120
+# Product and order answer 503 with Retry-After without their database (the gateway 502/504 while no
+# replica of theirs answers), never a 500, never the SPA: the only failures while MariaDB is away.
+DATABASE_AWAY = re.compile(r"(GET /api/products|POST /api/orders) -> 50[234] ")
 FAULTS = []  # (fault, requests, failed, recovered in s, orders lost): the table each fault test prints
 
 
@@ -516,9 +534,7 @@ FAULTS = []  # (fault, requests, failed, recovered in s, orders lost): the table
     [
         ("redis", None),  # the gateway counts rate limits in memory meanwhile, its /healthz "degraded"
         ("rabbitmq", None),  # order's outbox keeps the orders' events; order and notification "degraded"
-        # Product and order cannot answer without their database: a 503 with Retry-After (or the gateway's
-        # 502/504 while no product replica answers), never a 500, never the SPA.
-        ("mariadb", lambda failure: re.match(r"(GET /api/products|POST /api/orders) -> 50[234] ", failure)),
+        ("mariadb", DATABASE_AWAY.match),
     ],
 )
 def test_a_data_service_restarted_under_load(service, tolerated, capsys):
@@ -582,6 +598,7 @@ def test_a_config_rotation_drops_no_request(capsys):
             )
 
     run_under_load("config rotation of nginx (and back)", rotate, capsys)
+    assert spread_over_workers(), {worker: app_tasks_on(worker) for worker in WORKERS}
 
 
 def config_marker():
@@ -982,3 +999,59 @@ def test_the_leaders_engine_killed_under_load(capsys):
         assert not load.failures, "the leader was neither the edge nor the data node (printed above)"
     late = [(round(at - start, 1), failure) for at, failure in load.failures if at - start > whole + 10]
     assert not late, f"requests failed after the swarm was whole again ({whole} s): {late[:10]}"
+
+
+def test_the_data_nodes_engine_restarted_under_load(capsys):
+    """The data node's engine restarts (an engine upgrade, a crash): every task on it stops, and with
+    autolock the manager comes back only through unlock.yml; MariaDB, Redis and RabbitMQ start again
+    on their volumes. Meanwhile the SPA serves, the API answers 503 without its database, no request
+    fails once the swarm is whole again, and no order is lost."""
+    db = MariaDB()
+    assert db.locate()
+    node = db.node
+
+    def restart():
+        node_exec(node, "systemctl", "restart", "docker.service")
+        wait_for(f"{node}'s engine is back, locked", lambda: node_state(node) == "locked", timeout=180)
+        unlock = playbook("playbooks/unlock.yml", "-i", INVENTORY)
+        assert unlock.rc == 0 and f"Unlocked: {node}." in " ".join(unlock.out.split()), unlock.out[-3000:]
+
+    fault = f"restart the data node's engine ({node})"
+    load, start, whole = node_fault(fault, restart, capsys, tolerated=DATABASE_AWAY.match)
+    late = [(round(at - start, 1), failure) for at, failure in load.failures if at - start > whole + 10]
+    assert not late, f"requests failed after the swarm was whole again ({whole} s): {late[:10]}"
+
+
+def test_site_yml_with_a_worker_down_changes_nothing_and_the_shop_serves(capsys):
+    """A worker down (its node shut down: its engine stops its tasks, each finishing its requests) and
+    listed in preflight_hosts_down: site.yml goes on through the other hosts, changes nothing, and its
+    verify step fails naming the node that is not ready, while the swarm runs the worker's tasks on the
+    other worker and the shop serves. Back up, the worker rejoins by itself."""
+    if not spread_over_workers():  # the worker lost above came back empty
+        assert stack_playbook(live_stack_vars()).rc == 0
+    assert spread_over_workers(), {worker: app_tasks_on(worker) for worker in WORKERS}
+    victim, runs = "worker2", {}
+
+    def down():
+        assert docker("stop", "--time", "60", victim).returncode == 0  # systemd halts (SIGRTMIN+3): a clean shutdown
+        wait_for(f"the swarm sees {victim} down", lambda: node_view()[victim][0] == "down", timeout=120)
+        runs["site"] = playbook("site.yml", "-i", INVENTORY, "-e", json.dumps({"preflight_hosts_down": [victim]}))
+        assert docker("start", victim).returncode == 0
+
+    load, start, _whole = node_fault(f"site.yml with {victim} down", down, capsys, tolerated=lambda failure: True)
+    run = runs["site"]
+    assert run.rc != 0 and run.changed() == 0, run.recap
+    assert f"not reached: {victim}" in run.out, run.out[-3000:]
+    assert re.search(rf"The swarm is not healthy\. Nodes: .*{victim} worker (unknown|down) ", run.out), run.out[-3000:]
+    late = [(round(at - start, 1), failure) for at, failure in load.failures if at - start > LOSS_WINDOW]
+    assert not late, f"requests failed later than {LOSS_WINDOW} s after {victim} stopped: {late[:10]}"
+    assert len(load.failures) <= 10, "more requests failed than the stopped node held (printed above)"
+
+
+def test_each_manager_listens_for_the_swarm_on_its_own_address_only():
+    """The management port (2377) is bound to each manager's advertise address, never to every
+    interface (CIS Docker Benchmark 7.x): swarm_listen_addr defaults to the advertise address."""
+    for manager in MANAGERS:
+        addr = json.loads(managed("node", "inspect", manager, via="manager1"))[0]["ManagerStatus"]["Addr"]
+        bound = [line.split()[3] for line in node_exec(manager, "ss", "-Hltn", "sport", "=", ":2377").splitlines()]
+        assert bound == [addr], f"{manager} listens on {bound} for 2377; its advertise address is {addr}"

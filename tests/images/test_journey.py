@@ -408,6 +408,48 @@ def test_an_order_is_placed_while_rabbitmq_restarts_and_its_event_follows(journe
     wait_healthy(journey.rabbitmq)
 
 
+def test_a_rotated_demo_password_logs_in_with_either_value_until_retired(journey):
+    """A rotation of demo_password under a rolling update of auth: the task started with the new
+    value and the replaced one (DEMO_PASSWORD_PREVIOUS_FILE) writes the new value's hash to MariaDB;
+    the old task (its file holds the replaced value) and the new one both accept both passwords.
+    Once retired (the previous file holds the new value too), a task accepts the new one alone."""
+    old, new = journey.secrets["demo_password"], secrets.token_urlsafe(24)
+    journey.secret_file("demo_password_new", new, APP_UID)
+
+    def auth(files):
+        mounts = [journey.mount(name, "/run/secrets/" + target) for name, target in files]
+        name = journey.run(
+            f"auth-{len(journey.containers)}",
+            journey.images["app"],
+            "auth",
+            env={"DEMO_USER": "demo", "DEMO_PASSWORD_PREVIOUS_FILE": "/run/secrets/demo_password_previous"},
+            mounts=[journey.mount("db_password"), journey.mount("jwt_signing_key"), *mounts],
+        )
+        wait_healthy(name)
+        return Client(f"http://{journey.address(name)}:8080")
+
+    def logins(client):
+        """Which of (old, new) log the demo user in, waiting out a lock the earlier tests may have left."""
+        accepted = []
+        for password in (old, new):
+            credentials = {"username": "demo", "password": password}
+            status, body, headers = client.call("POST", "/api/auth/login", credentials)
+            if status == 429:
+                time.sleep(int(headers["Retry-After"]) + 0.2)
+                status, body, headers = client.call("POST", "/api/auth/login", credentials)
+            assert status in (200, 401), (status, body)
+            accepted.append(status == 200)
+        return tuple(accepted)
+
+    before = Client(f"http://{journey.address(journey.apps['auth'])}:8080")
+    assert logins(before) == (True, False)
+    moved = auth([("demo_password_new", "demo_password"), ("demo_password", "demo_password_previous")])
+    assert logins(moved) == (True, True), "the moved task accepts the new password and the replaced one"
+    assert logins(before) == (True, True), "the task not moved yet accepts its own value and MariaDB's (the new one)"
+    retired = auth([("demo_password_new", "demo_password"), ("demo_password_new", "demo_password_previous")])
+    assert logins(retired) == (False, True), "once retired, the replaced password is refused"
+
+
 def test_logs_are_json_and_never_show_a_secret(journey):
     for svc, name in journey.apps.items():
         proc = subprocess.run(["docker", "logs", name], capture_output=True, text=True, check=True)

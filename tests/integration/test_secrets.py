@@ -267,7 +267,7 @@ SECRET_NAMES = [
     "jwt_signing_key", "jwt_signing_key_previous", "redis_password",
     "redis_password_previous", "rabbitmq_password", "rabbitmq_password_previous", "rabbitmq_erlang_cookie",
     "minio_root_user", "minio_root_password", "grafana_admin_password", "traefik_dashboard_password", "demo_password",
-    "monitoring_password",
+    "demo_password_previous", "monitoring_password",
 ]  # fmt: skip
 
 

@@ -1,9 +1,11 @@
-"""A fake Docker Engine on a real unix socket, for the modules' API clients."""
+"""A fake Docker Engine on a real unix socket, for the modules' API clients, and a module runner."""
 
 import json
 import os
 import shutil
 import socketserver
+import subprocess
+import sys
 import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler
@@ -45,3 +47,24 @@ def engine():
     server.shutdown()
     server.server_close()
     shutil.rmtree(directory)
+
+
+@pytest.fixture
+def run_module():
+    """Run a module as Ansible does (its arguments in a JSON file, in a process of its own, with this
+    process's environment); its JSON result."""
+
+    def run(module, args):
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as handle:
+            json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
+            handle.flush()
+            done = subprocess.run(
+                [sys.executable, "-m", f"ansible_collections.shopstream.swarm.plugins.modules.{module}", handle.name],
+                capture_output=True,
+                text=True,
+                env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+                check=False,
+            )
+        return json.loads(done.stdout)
+
+    return run

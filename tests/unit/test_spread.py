@@ -142,3 +142,43 @@ def test_the_deployer_scales_each_crowded_service_up_then_back_and_waits(engine)
     assert [spec["Mode"]["Replicated"]["Replicas"] for spec in posted] == [3, 3, 2]
     assert all(spec["TaskTemplate"] == api["Spec"]["TaskTemplate"] for spec in posted)
     assert "api: its replicas run on 1 node(s) of the 2 that could take them; spreading" in deployer.events[0]
+
+
+def test_state_spread_deploys_nothing_and_spreads_the_crowded_services(engine, run_module):
+    """swarm_stack state=spread (after a rotation's rolling updates): check mode names the crowded
+    service and posts nothing; a run scales it up and back; a spread stack is left alone."""
+    api = service("api", constraints=["node.role==worker"])
+    api["Spec"]["Labels"] = {"com.docker.stack.namespace": "st"}
+    api["UpdateStatus"] = {"State": "completed", "StartedAt": "2026-12-04T10:00:00Z"}
+    stack = filters_param(label=["com.docker.stack.namespace=st"])
+    running = filters_param(**{"desired-state": ["running"]})
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
+    spread = [
+        dict(task(api, node), ID=f"t{slot}", Slot=slot, Status={"State": "running", "Timestamp": stamp})
+        for slot, node in ((1, "w1"), (2, "w2"))
+    ]
+    engine.routes[("GET", f"/services?{stack}")] = (200, [api])
+    engine.routes[("GET", f"/tasks?{running}")] = (200, [task(api, "w2"), task(api, "w2")])
+    engine.routes[("GET", "/nodes")] = (200, WORKERS)
+    engine.routes[("GET", "/services/id-api")] = (200, api)
+    engine.routes[("POST", "/services/id-api/update?version=7")] = (200, {})
+    engine.routes[("GET", f"/tasks?{stack}")] = (200, spread)
+    args = {"name": "st", "state": "spread", "docker_host": "unix://" + engine.server_address, "timeout": 30}
+
+    def posted():
+        return [
+            json.loads(body)["Mode"]["Replicated"]["Replicas"]
+            for method, _p, body in engine.requests
+            if method == "POST"
+        ]
+
+    checked = run_module("swarm_stack", dict(args, _ansible_check_mode=True))
+    assert checked["changed"] and checked["services"]["api"]["action"] == "spread", checked
+    assert posted() == []
+    result = run_module("swarm_stack", args)
+    assert result["changed"] and result["changed_services"] == ["api"], result
+    assert posted() == [3, 2]
+    engine.routes[("GET", f"/tasks?{running}")] = (200, spread)
+    again = run_module("swarm_stack", args)
+    assert not again["changed"] and again["services"] == {"api": {"action": "unchanged"}}, again
+    assert posted() == [3, 2]

@@ -727,27 +727,7 @@ def test_network_create_body_and_users():
     assert "internal True -> False" in message and "docker network rm data" in message and "(db)" in message
 
 
-def run_module(module, args):
-    """Run a module as Ansible does (its arguments in a JSON file); its JSON result."""
-    import os
-    import subprocess
-    import sys
-    import tempfile
-
-    with tempfile.NamedTemporaryFile("w", suffix=".json") as handle:
-        json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
-        handle.flush()
-        done = subprocess.run(
-            [sys.executable, "-m", f"ansible_collections.shopstream.swarm.plugins.modules.{module}", handle.name],
-            capture_output=True,
-            text=True,
-            env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
-            check=False,
-        )
-    return json.loads(done.stdout)
-
-
-def test_several_secrets_in_one_call_are_versioned_each_as_alone_and_their_values_never_shown(engine):
+def test_several_secrets_in_one_call_are_versioned_each_as_alone_and_their_values_never_shown(engine, run_module):
     values = {"shopstream_db": "db-value-1", "shopstream_jwt": "jwt-value-2"}
     same = version("v1", versioned_name("shopstream_db", b"db-value-1", KEY), "2026", logical="shopstream_db")
     old_jwt = version("j0", "shopstream_jwt_aaaaaaaaaaaa", "2025", logical="shopstream_jwt")
@@ -783,7 +763,7 @@ def test_several_secrets_in_one_call_are_versioned_each_as_alone_and_their_value
     assert not any(value in shown for value in values.values()) and KEY not in shown
 
 
-def test_one_secret_by_name_answers_as_before_and_lists_its_versions_once(engine):
+def test_one_secret_by_name_answers_as_before_and_lists_its_versions_once(engine, run_module):
     old = version("j0", "shopstream_jwt_aaaaaaaaaaaa", "2025", logical="shopstream_jwt")
     new = versioned_name("shopstream_jwt", b"jwt-value-3", KEY)
     made = version("j1", new, "2026", logical="shopstream_jwt")
@@ -815,7 +795,7 @@ def test_one_secret_by_name_answers_as_before_and_lists_its_versions_once(engine
         ({"state": "absent", "objects": [{"name": "a", "data": "x"}]}, "name"),
     ],
 )
-def test_objects_refused_before_anything_is_written(engine, args, message):
+def test_objects_refused_before_anything_is_written(engine, run_module, args, message):
     engine.routes[("GET", "/services")] = (200, [])
     result = run_module("swarm_config", dict(args, docker_host="unix://" + engine.server_address))
     assert result.get("failed") and message in result["msg"], result

@@ -4,8 +4,15 @@ Each account has its own back-off besides the gateway's per-client limit: after 
 failed logins in a row it is locked for 1 s, then 2, 4, ... up to LOGIN_LOCKOUT_MAX_SECONDS, and a
 locked account answers 429 with Retry-After without looking at the password. Unknown user names are
 counted alike, so the answers tell nobody which accounts exist. A successful login clears the count.
+
+The demo user's password comes from a secret file (DEMO_PASSWORD_FILE); a rotation gives auth the
+replaced one too (DEMO_PASSWORD_PREVIOUS_FILE). Each task accepts the password in MariaDB (the last
+started task's) and the values of its own files, so that during the rolling update the old and the
+new password both log in on every task; once the rotation retires the replaced value, no task
+accepts it.
 """
 
+import hmac
 import logging
 import math
 import threading
@@ -34,6 +41,12 @@ CREATE TABLE IF NOT EXISTS login_failures (
 _DUMMY_HASH = common.hash_password("not-a-password", salt=b"0" * 16)
 
 
+def file_accepts(password, values):
+    """Whether ``password`` is one of the demo user's ``values`` (its secret files), compared in constant time."""
+    given = password.encode("utf-8")
+    return any(hmac.compare_digest(given, value.encode("utf-8")) for value in values if value)
+
+
 def lockout_seconds(failures, free, cap):
     """How long an account is locked after its ``failures``-th failed login in a row."""
     return 0 if failures < free else min(2 ** (failures - free), cap)
@@ -48,6 +61,10 @@ def build():
     issuer = common.env("JWT_ISSUER", "shopstream-auth")
     demo_user = common.env("DEMO_USER", "demo")
     demo_password = common.read_secret("DEMO_PASSWORD_FILE", "demo_password", required=False, min_length=8)
+    demo_previous = common.read_secret(
+        "DEMO_PASSWORD_PREVIOUS_FILE", "demo_password_previous", required=False, min_length=8
+    )
+    demo_values = [demo_password, demo_previous] if demo_password is not None else []
     app = common.App("auth")
     app.health_checks["mariadb"] = lambda: common.mysql_ping(db)
 
@@ -102,7 +119,7 @@ def build():
                 row = cur.fetchone()
                 valid = (
                     common.verify_password(password, row["password_hash"] if row else _DUMMY_HASH) and row is not None
-                )
+                ) or (name == demo_user and row is not None and file_accepts(password, demo_values))
                 if valid and guard:
                     cur.execute("DELETE FROM login_failures WHERE username=%s", (name,))
                 elif not valid:  # counted in the database, so that concurrent attempts all count
