@@ -104,14 +104,15 @@ def is_sequence_conflict(exc):
     return isinstance(exc, DockerAPIError) and SEQUENCE_CONFLICT in str(exc)
 
 
-def update_service(client, service_id, change, attempts, pause, on_conflict=None):
+def update_service(client, service_id, change, attempts, pause, on_conflict=None, read=None):
     """Read the service and POST ``change(service)``, the spec to update it to (None: nothing to do), at
     the version read. When the service changed between the read and the update (Swarm answers "update
     out of sequence"), ``on_conflict(service, attempt)`` is told, and it is read and changed again, up
-    to ``attempts`` times: whatever else changed in it meanwhile is kept. Returns ``(service as read,
-    the spec posted or None)``; the last conflict, or any other error, is raised."""
+    to ``attempts`` times: whatever else changed in it meanwhile is kept. ``read(service_id)`` reads it
+    (``GET /services/<id>`` unless given). Returns ``(service as read, the spec posted or None)``; the
+    last conflict, or any other error, is raised."""
     for attempt in range(1, attempts + 1):
-        service = client.get_json(f"/services/{service_id}")
+        service = read(service_id) if read else client.get_json(f"/services/{service_id}")
         spec = change(service)
         if spec is None:
             return service, None

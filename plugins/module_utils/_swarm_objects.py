@@ -324,7 +324,7 @@ class Rewirer:
                           "update; reading it again")  # fmt: skip
 
         try:
-            service, spec = update_service(self.client, service_id, change, attempts, self.poll, conflict)
+            service, spec = update_service(self.client, service_id, change, attempts, self.poll, conflict, self.read)
         except DockerAPIError as exc:
             if not is_sequence_conflict(exc):
                 raise
