@@ -111,7 +111,9 @@ def update_service(client, service_id, change, attempts, pause, on_conflict=None
     to ``attempts`` times: whatever else changed in it meanwhile is kept. ``read(service_id)`` reads it
     (``GET /services/<id>`` unless given). Returns ``(service as read, the spec posted or None)``; the
     last conflict, or any other error, is raised."""
-    for attempt in range(1, attempts + 1):
+    attempt = 0
+    while True:
+        attempt += 1
         service = read(service_id) if read else client.get_json(f"/services/{service_id}")
         spec = change(service)
         if spec is None:
@@ -119,14 +121,13 @@ def update_service(client, service_id, change, attempts, pause, on_conflict=None
         try:
             client.request("POST", f"/services/{service_id}/update?version={service['Version']['Index']}", spec)
         except DockerAPIError as exc:
-            if not is_sequence_conflict(exc) or attempt == attempts:
+            if not is_sequence_conflict(exc) or attempt >= attempts:
                 raise
             if on_conflict:
                 on_conflict(service, attempt)
             time.sleep(pause * attempt)
             continue
         return service, spec
-    return None, None
 
 
 def list_services(client):
@@ -145,14 +146,19 @@ def service_containers(client, service):
     return client.get_json(f"/containers/json?{query}") or []
 
 
+def is_healthy(container):
+    """Whether a container of ``GET /containers/json`` is healthy, or has no health check: its Status
+    ends "(healthy)", "(unhealthy)", "(health: starting)", or with neither without one."""
+    status = container.get("Status", "")
+    return "(healthy)" in status or not ("(health:" in status or "(unhealthy)" in status)
+
+
 def running_container(client, service, timeout):
     """The ID of the service's healthy (or health-less) running container on this node."""
     deadline = time.monotonic() + timeout
     while True:
         for container in service_containers(client, service):
-            status = container.get("Status", "")
-            # "(healthy)", "(unhealthy)", "(health: starting)", or nothing without a health check
-            if "(healthy)" in status or not ("(health:" in status or "(unhealthy)" in status):
+            if is_healthy(container):
                 return container["Id"]
         if time.monotonic() >= deadline:
             return None

@@ -607,7 +607,11 @@ def rewire_and_prune(
                 service["Spec"] = spec  # what the references will be, for the prune decision below
                 if moved:
                     rewired.append(
-                        {"service": spec["Name"], "moved": {k: [list(m) for m in v] for k, v in moved.items()}}
+                        {
+                            "service": spec["Name"],
+                            "stack": (spec.get("Labels") or {}).get("com.docker.stack.namespace"),
+                            "moved": {k: [list(m) for m in v] for k, v in moved.items()},
+                        }
                     )
             names = [spec["Name"] for _service, spec, moved in wave if moved]
             if names:

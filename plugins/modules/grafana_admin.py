@@ -93,6 +93,7 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api impor
     DEFAULT_DOCKER_HOST,
     DockerAPIError,
     DockerClient,
+    is_healthy,
     service_containers,
 )
 
@@ -118,19 +119,13 @@ def mounted_version(container_spec, target):
     return None
 
 
-def healthy(container):
-    """Running, and healthy or without a health check (the Status of ``GET /containers/json``)."""
-    status = container.get("Status", "")
-    return "(healthy)" in status or not ("(health:" in status or "(unhealthy)" in status)
-
-
 def current_container(client, service, target, version, timeout):
     """The ID of a healthy container on this node whose task mounts ``version``; None after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
         for container in service_containers(client, service):
             task_id = (container.get("Labels") or {}).get("com.docker.swarm.task.id")
-            if not task_id or not healthy(container):
+            if not task_id or not is_healthy(container):
                 continue
             task = client.get_json(f"/tasks/{task_id}") or {}
             if mounted_version((task.get("Spec") or {}).get("ContainerSpec"), target) == version:

@@ -127,12 +127,15 @@ EXAMPLES = r"""
 
 RETURN = r"""
 rewired:
-  description: One entry per service updated, with the names moved from and to, per kind.
+  description:
+    - One entry per service updated, with the names moved from and to, per kind, and the stack the
+      service belongs to (its C(com.docker.stack.namespace) label; null for a service of no stack).
   returned: always
   type: list
   elements: dict
   sample:
     - service: shop_gateway
+      stack: shop
       moved: {secret: [[shopstream_jwt_key_5d0c8e1f2a3b, shopstream_jwt_key_77e0a9b1c2d3]]}
 waves:
   description: The services updated, wave by wave, in the order the waves ran (would run, in check mode).

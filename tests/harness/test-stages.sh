@@ -5,7 +5,8 @@
 # run). Each branch's output goes to a log printed whole when the branch ends, so that outputs never
 # interleave; a line says when each step ends. The first branch is the long one: the others run at a
 # lower CPU priority, so that they take the machine's spare time rather than slow it down.
-# At the end: every step's time, and every stage's.
+# At the end: every step's time, and every stage's; when a step failed, the tests that failed, read
+# from the branches' logs (a CI shows the end of the output first).
 set -uo pipefail
 
 logs=$(mktemp -d)
@@ -32,7 +33,8 @@ for stage in "$@"; do
   IFS='&' read -ra branches <<<"$stage"
   if [ "${#branches[@]}" -eq 1 ]; then
     # shellcheck disable=SC2086 # a stage is a list of targets
-    branch $stage || status=1
+    branch $stage 2>&1 | tee -a "$logs/main.log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
   else
     declare -A names=()
     for i in "${!branches[@]}"; do
@@ -62,6 +64,9 @@ steps=$(awk '{ printf " %s %s s%s;", $1, $2, ($3 == 0 ? "" : " (failed)") }' "$l
 if [ "$status" -eq 0 ]; then
   echo "make test: every step passed;$steps"
 else
+  # pytest's short summary lines; Molecule's report folds a long one, hence the next line too.
+  failed=$(sed 's/\x1b\[[0-9;]*m//g' "$logs"/*.log 2>/dev/null | grep -a -A1 -E '(FAILED|ERROR) tests/' | head -40)
+  [ -z "$failed" ] || printf 'make test: the tests that failed:\n%s\n' "$failed"
   echo "make test: a step failed;$steps"
 fi
 echo "make test: stages:$stages"

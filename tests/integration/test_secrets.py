@@ -130,7 +130,9 @@ def test_a_version_in_use_survives_pruning_and_the_service_is_rewired(module_run
 
     done = module_run("shopstream.swarm.swarm_rewire", rewire)
     assert done["changed"], done
-    assert done["rewired"] == [{"service": "itest_consumer", "moved": {"secret": [[first["name"], second["name"]]]}}]
+    assert done["rewired"] == [
+        {"service": "itest_consumer", "stack": None, "moved": {"secret": [[first["name"], second["name"]]]}}
+    ]
     assert [p["name"] for p in done["pruned"]] == [first["name"]]
     ref = json.loads(docker("service", "inspect", "itest_consumer").stdout)[0]["Spec"]["TaskTemplate"]
     ref = ref["ContainerSpec"]["Secrets"][0]
@@ -178,7 +180,9 @@ def test_an_update_racing_the_rewire_is_read_again_and_both_changes_land(module_
     result = rewire_and_prune(DockerClient(), {SECRET: {logical: second["name"]}}, keep=1, timeout=120)
     assert raced and raced[0].returncode == 0, raced
     assert sum("reading it again" in e for e in result["events"]) == 1, result["events"]
-    assert result["rewired"] == [{"service": "itest_raced", "moved": {"secret": [[first["name"], second["name"]]]}}]
+    assert result["rewired"] == [
+        {"service": "itest_raced", "stack": None, "moved": {"secret": [[first["name"], second["name"]]]}}
+    ]
     spec = json.loads(docker("service", "inspect", "itest_raced").stdout)[0]["Spec"]
     assert spec["Labels"] == {"changed.by": "on-call"}
     assert spec["TaskTemplate"]["ContainerSpec"]["Secrets"][0]["SecretName"] == second["name"]

@@ -48,9 +48,10 @@ def version(obj_id, name, created, logical="shopstream_db"):
     return {"ID": obj_id, "CreatedAt": created, "Spec": {"Name": name, "Labels": {LOGICAL_LABEL: logical}}}
 
 
-def service(name, secrets=(), configs=(), index=10, update=None, sid=None):
+def service(name, secrets=(), configs=(), index=10, update=None, sid=None, stack=None):
     spec = {
         "Name": name,
+        "Labels": {"com.docker.stack.namespace": stack} if stack else {},
         "TaskTemplate": {
             "ContainerSpec": {
                 "Image": "app",
@@ -223,12 +224,14 @@ def test_check_mode_plans_creation_rewiring_and_pruning_without_writing(engine):
     name = versioned_name("shopstream_db", b"new", KEY)
     engine.routes[("GET", label_query(SECRET, "shopstream_db"))] = (200, [old, older])
     engine.routes[("GET", f"/secrets?{filters_param(name=[name])}")] = (200, [])
-    engine.routes[("GET", "/services")] = (200, [service("api", secrets=[("v1", old["Spec"]["Name"], "pw")])])
+    api = service("shop_api", secrets=[("v1", old["Spec"]["Name"], "pw")], stack="shop")
+    engine.routes[("GET", "/services")] = (200, [api])
 
     got = ensure_version(client, SECRET, "shopstream_db", b"new", KEY, check_mode=True)
     assert got == (name, PLACEHOLDER_ID, True, "shopstream_db_aaaaaaaaaaaa")
     result = rewire_and_prune(client, {SECRET: {"shopstream_db": name}}, keep=1, check_mode=True)
-    assert result["rewired"] == [{"service": "api", "moved": {"secret": [["shopstream_db_aaaaaaaaaaaa", name]]}}]
+    moved = {"secret": [["shopstream_db_aaaaaaaaaaaa", name]]}
+    assert result["rewired"] == [{"service": "shop_api", "stack": "shop", "moved": moved}]
     assert sorted(p["name"] for p in result["pruned"]) == ["shopstream_db_aaaaaaaaaaaa", "shopstream_db_bbbbbbbbbbbb"]
     assert mutations(engine) == []
 
@@ -347,7 +350,9 @@ def test_configs_alone_read_configs_and_services_never_secrets(engine):
     engine.routes[("GET", label_query(CONFIG, "shopstream_nginx"))] = (200, [new, old])
     engine.routes[("GET", "/services")] = (200, [service("web", configs=[("c1", old["Spec"]["Name"], "nginx.conf")])])
     result = rewire_and_prune(client, {CONFIG: {"shopstream_nginx": new["Spec"]["Name"]}}, keep=1, check_mode=True)
-    assert result["rewired"] == [{"service": "web", "moved": {"config": [[old["Spec"]["Name"], new["Spec"]["Name"]]]}}]
+    assert result["rewired"] == [
+        {"service": "web", "stack": None, "moved": {"config": [[old["Spec"]["Name"], new["Spec"]["Name"]]]}}
+    ]
     assert [p for _method, p, _body in engine.requests] == [label_query(CONFIG, "shopstream_nginx"), "/services"]
 
 
@@ -464,7 +469,7 @@ def jwt_rotation(engine, races):
 def test_a_concurrent_update_between_read_and_write_is_read_again_and_kept(engine):
     swarm, rotate = jwt_rotation(engine, races=2)
     result = rotate()
-    assert result["rewired"] == [{"service": "auth", "moved": {"secret": [["jwt_1", "jwt_2"]]}}]
+    assert result["rewired"] == [{"service": "auth", "stack": None, "moved": {"secret": [["jwt_1", "jwt_2"]]}}]
     assert [p["name"] for p in result["pruned"]] == ["jwt_1"]
     # Two refused updates (versions 10 and 11), then one on the version read last, keeping the other's label.
     posts = [p for m, p, _body in engine.requests if m == "POST"]
