@@ -13,9 +13,9 @@ stateless services on the workers.
 - Data: rows written to MariaDB survive a forced update and a rollback; a backup restores them
   after a loss.
 - Faults under the load, each a row of the table `fault | requests | failed | recovered in s | orders
-  lost`: each data service restarted; and last (they move tasks and leadership), a worker drained
-  and spread again by stack.yml, a worker lost (site.yml runs without it), a manager cut off, the
-  leader's engine killed, the data node's engine restarted.
+  lost`: each data service restarted; and last (they move tasks and leadership), an engine upgrade
+  of every node (one drained node at a time), a worker lost (site.yml runs without it), a manager
+  cut off, the leader's engine killed, the data node's engine restarted.
 
 stack.yml runs here on its own, without the earlier roles' facts: the extra vars that those roles
 would give it (images, versioned secret and config names, endpoint and publish modes) are read from
@@ -579,26 +579,23 @@ def record_fault(fault, load, recovered, capsys):
     assert load.order_ids and lost == 0, f"{lost} of {len(load.order_ids)} orders placed are not in MariaDB"
 
 
-def test_a_config_rotation_drops_no_request(capsys):
-    def rotate():
-        # There and back: the second rotation puts the default back, so that the platform is as before.
-        for marker in ("rotated", ""):
-            directives = f'location = /config-marker {{ default_type text/plain; return 200 "{marker}"; }}'
-            run = playbook(
-                "playbooks/rotate_configs.yml",
-                "-i",
-                INVENTORY,
-                "-e",
-                json.dumps({"configs_nginx_extra_directives": directives if marker else ""}),
-            )
-            assert run.rc == 0, run.out[-4000:]
-            wait_for(
-                f"the SPA answers /config-marker with {marker or 'itself'}",
-                lambda m=marker: config_marker() == (m or None),
-                timeout=60,
-            )
+# The rotated config's setting, in the scenario's inventory: the later runs (stack.yml, site.yml, the
+# lifecycle's reruns) render the config as rotated and change nothing; destroy.yml removes the file.
+ROTATED_CONFIG = Path(INVENTORY or ".").parent / "group_vars" / "all" / "rotated_config.yml"
 
-    run_under_load("config rotation of nginx (and back)", rotate, capsys)
+
+def test_a_config_rotation_drops_no_request(capsys):
+    marker = f"rotated-{uuid.uuid4().hex[:8]}"
+    directives = f'location = /config-marker {{ default_type text/plain; return 200 "{marker}"; }}'
+
+    def rotate():
+        ROTATED_CONFIG.write_text(json.dumps({"configs_nginx_extra_directives": directives}) + "\n")
+        run = playbook("playbooks/rotate_configs.yml", "-i", INVENTORY)
+        assert run.rc == 0, run.out[-4000:]
+        assert "services rewired: shopstream-app_frontend" in " ".join(run.out.split()), run.out[-3000:]
+        wait_for(f"the SPA answers /config-marker with {marker}", lambda: config_marker() == marker, timeout=60)
+
+    run_under_load("config rotation of nginx", rotate, capsys)
     assert spread_over_workers(), {worker: app_tasks_on(worker) for worker in WORKERS}
 
 
@@ -884,38 +881,126 @@ def node_fault(fault, action, capsys, tolerated=None):
     return load, start, began["whole"]
 
 
-def test_a_drained_worker_takes_its_share_again_after_stack_yml_and_no_request_fails(capsys):
-    """Maintenance: draining worker1 moves its tasks to worker2 (each drains its requests before it
-    stops, Traefik's health checks and retries skip it). Active again, worker1 gets nothing back by
-    itself (Swarm never moves a running task), so one node would hold every replica; stack.yml then
-    spreads them with rolling updates. No request fails throughout."""
-    spreads = {}
-    if not spread_over_workers():  # rolling updates above may have left replicas side by side
-        assert stack_playbook(live_stack_vars()).rc == 0
-    assert spread_over_workers(), {worker: app_tasks_on(worker) for worker in WORKERS}
+NODES = MANAGERS + WORKERS
+ENGINE_REPO = "/srv/engine-repo"
 
-    def drain():
-        managed("node", "update", "--availability", "drain", "worker1", via="manager1")
-        wait_for("worker1 runs no task", lambda: not node_tasks("worker1"), timeout=300)
-        wait_converged(timeout=300)
-        managed("node", "update", "--availability", "active", "worker1", via="manager1")
-        wait_for("worker1 is active", lambda: node_view()["worker1"][:2] == ("ready", "active"))
-        assert not app_tasks_on("worker1"), "Swarm moved tasks back by itself"
-        spreads["run"] = stack_playbook(live_stack_vars(), "-v")
 
-    node_fault("drain worker1, then stack.yml", drain, capsys)
-    run = spreads["run"]
-    assert run.rc == 0, run.out[-3000:]
-    # The app stack's services of two replicas, each reported as spread (the data stack's run one).
-    spread = sorted(set(re.findall(r"shopstream-app_(\w+): its replicas run on 1 node\(s\) of the 2", run.out)))
-    assert spread == sorted(s for s in STATELESS if s != "notification"), run.out[-3000:]
-    changed = [
-        re.findall(r"shopstream-app_(\w+)", block) for block in re.findall(r"changed_services.: \[([^]]*)\]", run.out)
-    ]
-    assert changed == [[], spread], run.out[-3000:]
+def engine_package(node):
+    return node_exec(node, "dpkg-query", "-W", "-f", "${Version}", "docker.io")
+
+
+def offer_a_rebuilt_engine():
+    """A second engine version in every node's package source, as a site's own repository serves
+    one: the installed docker.io package (from the apt cache, or downloaded) rebuilt with the next
+    '+shopstreamN' suffix on its version (the same binaries), in a file repository on each node."""
+    installed = engine_package("manager1")
+    base, _sep, n = installed.partition("+shopstream")
+    new = f"{base}+shopstream{int(n or 0) + 1}"
+    build = (
+        f"set -e; rm -rf /tmp/engine && mkdir -p /tmp/engine/pkg {ENGINE_REPO} && cd /tmp/engine; "
+        f"deb=$(ls /var/cache/apt/archives/docker.io_*.deb 2>/dev/null | head -1); "
+        f'[ -n "$deb" ] || {{ apt-get download -q docker.io={base} >/dev/null && deb=$(ls docker.io_*.deb); }}; '
+        f'dpkg-deb -R "$deb" pkg; sed -i "s/^Version: .*/Version: {new}/" pkg/DEBIAN/control; '
+        f"dpkg-deb -Zgzip -z1 -b pkg {ENGINE_REPO}/ >/dev/null; cd {ENGINE_REPO}; "
+        f"ls docker.io_*.deb | grep -v '_{new}_' | xargs -r rm; dpkg-scanpackages . /dev/null 2>/dev/null > Packages; "
+        f"rm -rf /tmp/engine"
+    )
+    node_exec("manager1", "sh", "-c", build)
+    for node in NODES:
+        if node != "manager1":
+            copy = f"docker exec manager1 tar -C /srv -cf - engine-repo | docker exec -i {node} tar -C /srv -xf -"
+            done = subprocess.run(["sh", "-c", copy], capture_output=True, text=True, check=False)
+            assert done.returncode == 0, done.stderr
+        node_exec(node, "sh", "-c", f"echo 'deb [trusted=yes] file:{ENGINE_REPO} ./' "
+                                    "> /etc/apt/sources.list.d/shopstream-engine.list")  # fmt: skip
+    return installed, new
+
+
+def drained_nodes():
+    """The drained nodes, as the first manager that answers sees them (each restarts in turn)."""
+    for via in ("manager3", "manager2", "manager1"):
+        out = managed("node", "ls", "--format", "{{.Hostname}} {{.Availability}}", via=via, check=False)
+        if out.strip():
+            return {line.split()[0] for line in out.splitlines() if line.split()[1:] == ["Drain"]}
+    return set()
+
+
+def test_an_engine_upgrade_moves_every_node_one_drained_node_at_a_time_under_load(capsys):
+    """upgrade_engine.yml moves every node's engine package to a second version, one node at a time,
+    managers first: drain, the version installed and held, the engine restarted, a manager unlocked,
+    activated, every service at its replicas again; the replicas spread over the workers at the end.
+    A version the package source lacks is refused before any change. Under the load, only two turns
+    may fail requests, each only while its node is drained: the edge node's (Traefik's host-mode
+    port is on it alone: nothing answers) and the data node's (MariaDB pinned there: the API answers
+    503); every other node's turn fails none, and no order is lost. A rerun changes nothing. Before
+    it, bootstrap.yml with the new version pinned is refused on every node, naming this playbook."""
+    old, new = offer_a_rebuilt_engine()
+    upgrade = ("playbooks/upgrade_engine.yml", "-i", INVENTORY)
+    refused = playbook(*upgrade, "-e", "engine_version=0.0.1-none")
+    flat = " ".join(refused.out.split())
+    lacking = f"docker.io 0.0.1-none is not in the package source of {', '.join(NODES)} (manager1 lists: {new}, "
+    assert refused.rc != 0 and lacking in flat and "Nothing was changed." in flat, refused.out[-3000:]
+    assert refused.changed() == 0 and {engine_package(n) for n in NODES} == {old}
+    # The engine role (site.yml, bootstrap.yml) refuses a pin the installed engine does not match.
+    pinned = playbook("playbooks/bootstrap.yml", "-i", INVENTORY, "-e", f"engine_version={new}")
+    flat = " ".join(pinned.out.split())
+    assert pinned.rc != 0 and pinned.changed() == 0, pinned.recap
+    assert f"worker2 runs docker.io {old}, and engine_version is {new}." in flat, pinned.out[-3000:]
+    assert "run playbooks/upgrade_engine.yml" in flat and "Nothing was changed on this host." in flat
+    assert {engine_package(n) for n in NODES} == {old}
+    db = MariaDB()
+    assert db.locate()
+    edge_node, data_node = "manager1", db.node
+    drained, runs, stop = {}, {}, threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            for node in drained_nodes() - set(drained):
+                drained[node] = time.monotonic()
+            stop.wait(1)
+
+    def roll():
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            runs["upgrade"] = playbook(*upgrade, "-e", f"engine_version={new}")
+        finally:
+            stop.set()
+            watcher.join(10)
+        drained["end"] = time.monotonic()
+        assert runs["upgrade"].rc == 0, runs["upgrade"].out[-5000:]
+
+    fault = f"upgrade the engine of {len(NODES)} nodes"
+    load, _start, _whole = node_fault(fault, roll, capsys, tolerated=lambda failure: True)
+    run = runs["upgrade"]
+    assert f"one node at a time: {', '.join(NODES)}." in " ".join(run.out.split()), run.out[-3000:]
+    # Each node's turn: from its drain until the next node's (the run drains one once the one before
+    # is back and every service runs its replicas), in the load's seconds.
+    order = sorted((at, node) for node, at in drained.items() if node != "end")
+    assert [node for _at, node in order] == list(NODES), order
+    bounds = [at - load.started for at, _node in order] + [drained["end"] - load.started]
+    turns = {node: (bounds[i], bounds[i + 1]) for i, (_at, node) in enumerate(order)}
+    failed = {node: [f for at, f in load.failures if turns[node][0] <= at < turns[node][1]] for node in NODES}
+    with capsys.disabled():
+        print("\n    node | turn in s | failed | the first, at s into the turn")
+        for node in NODES:
+            first = next(
+                (f"+{at - turns[node][0]:.1f} {f}" for at, f in load.failures if turns[node][0] <= at < turns[node][1]),
+                "",
+            )
+            print(f"    {node} | {turns[node][1] - turns[node][0]:.1f} | {len(failed[node])} | {first[:100]}")
+    outside = [(at, f) for at, f in load.failures if not bounds[0] <= at < bounds[-1]]
+    assert not outside, f"requests failed outside the nodes' turns: {outside[:10]}"
+    assert all(not failed[n] for n in NODES if n not in (edge_node, data_node)), {n: f[:5] for n, f in failed.items()}
+    if data_node != edge_node:
+        assert all(DATABASE_AWAY.match(f) for f in failed[data_node]), failed[data_node][:10]
+    assert {engine_package(n) for n in NODES} == {new}
+    assert all(node_view(leader("manager2") or "manager2")[n][:2] == ("ready", "active") for n in NODES)
+    assert not [n for n in NODES if "shopstream.upgrade" in inspect("node", n)[0]["Spec"].get("Labels", {})]
     assert spread_over_workers(), {worker: app_tasks_on(worker) for worker in WORKERS}
-    again = stack_playbook(live_stack_vars())
+    again = playbook(*upgrade, "-e", f"engine_version={new}")
     assert again.rc == 0 and again.changed() == 0, again.recap
+    assert f"Every node runs {new}: nothing to upgrade." in " ".join(again.out.split()), again.out[-2000:]
 
 
 LOSS_WINDOW = 20  # s after a worker is lost: the client's 10 s timeout of a request it held, and margin

@@ -1,4 +1,4 @@
-"""playbooks/backup.yml backs up the running platform's data, encrypted, and restore.yml puts it back.
+"""playbooks/backup.yml backs up the running platform's data, encrypted.
 
 Runs against the platform `make deploy` left on this host (inventories/local); skips when it is not
 deployed. Without the backup key, or in check mode, nothing is written. A backup is one archive,
@@ -6,101 +6,19 @@ mode 0600, in Ansible Vault format, that only the vault's backup key opens; its 
 part with its checksum; its MariaDB dump loaded into a new, empty server of the same image gives
 the same tables with the same rows (CHECKSUM TABLE) as the live one; its Redis part is an RDB
 file and its RabbitMQ part the broker's definitions; no vault value appears in the -vvv output;
-backup_keep prunes the older ones. restore.yml refuses a backup it cannot open or whose parts differ
-from the manifest, and a restore not confirmed, changing nothing; confirmed, it gives MariaDB the
-backup's rows, Redis the backup's keys and RabbitMQ the backup's policies, and the platform serves
-(verify.yml's journey) with Redis' service spec as the stack deployed it.
+backup_keep prunes the older ones. restore.yml is drilled in test_teardown.py: a backup put back
+on the platform site.yml makes again after a teardown.
 """
 
 import hashlib
-import io
 import json
 import stat
 import subprocess
-import tarfile
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
+from platform_data import MARIADB, WITH_VAULT, decrypt, mariadb_container, table_checksums
 from runner import BIN, LOCAL, docker, local_vault, playbook
-
-WITH_VAULT = ("-i", "inventories/local", "--vault-password-file", str(LOCAL / ".vault-pass"))
-MARIADB, REDIS, RABBITMQ = "shopstream-data_mariadb", "shopstream-data_redis", "shopstream-data_rabbitmq"
-TABLES = ("products", "users", "orders", "order_outbox")
-
-
-def container_of(service):
-    found = docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}").stdout.split()
-    assert found, f"{service} runs no container on this host"
-    return found[0]
-
-
-def mariadb_container():
-    return container_of(MARIADB)
-
-
-def redis(*args):
-    """redis-cli in the Redis container, logged in with its own secret file."""
-    script = 'REDISCLI_AUTH="$(cat /run/secrets/redis_password)" exec redis-cli --no-auth-warning "$@"'
-    run = docker("exec", container_of(REDIS), "sh", "-c", script, "sh", *args)
-    assert run.returncode == 0, run.stderr
-    return run.stdout.strip()
-
-
-def policies():
-    run = docker("exec", container_of(RABBITMQ), "rabbitmqctl", "--quiet", "list_policies", "--formatter", "json")
-    assert run.returncode == 0, run.stderr
-    return {p["name"] for p in json.loads(run.stdout)}
-
-
-def mariadb_sql(sql, password):
-    run = docker("exec", "-e", "MYSQL_PWD", mariadb_container(), "mariadb", "--protocol=socket", "-uroot", "-N",
-                 "shopstream", "-e", sql, env={"MYSQL_PWD": password})  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    return run.stdout.strip()
-
-
-def vault_encrypt(members, key, dest):
-    """A tar.gz of members (name -> bytes), encrypted with key, as backup.yml writes one."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(f"./{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    key_file = dest.with_suffix(".key")
-    key_file.write_text(key)
-    key_file.chmod(0o600)
-    subprocess.run(
-        [str(BIN / "ansible-vault"), "encrypt", "--vault-password-file", str(key_file), "--output", str(dest), "-"],
-        input=buffer.getvalue(), capture_output=True, check=True,
-    )  # fmt: skip
-    key_file.unlink()
-    return dest
-
-
-def table_checksums(container, password):
-    """Table -> (rows, CHECKSUM TABLE) in the database shopstream, as root over the socket."""
-    queries = [f"SELECT '{t}', COUNT(*) FROM {t}" for t in TABLES]  # noqa: S608 (the tables above)
-    sql = "; ".join([*queries, f"CHECKSUM TABLE {', '.join(TABLES)}"])
-    run = docker("exec", "-i", "-e", "MYSQL_PWD", container, "mariadb", "--protocol=socket", "-uroot", "-N",
-                 "shopstream", "-e", sql, env={"MYSQL_PWD": password})  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    rows = [line.split("\t") for line in run.stdout.splitlines() if line]
-    counts = {name: int(n) for name, n in rows[: len(TABLES)]}
-    sums = {name.split(".")[-1]: value for name, value in rows[len(TABLES) :]}
-    return {t: (counts[t], sums[t]) for t in TABLES}
-
-
-def decrypt(archive, key):
-    """The archive's members (name -> bytes), opened with the backup key."""
-    plain = subprocess.run(
-        [str(BIN / "ansible-vault"), "decrypt", "--vault-password-file", "/dev/stdin", "--output", "-", str(archive)],
-        input=key.encode(), capture_output=True, check=True,
-    ).stdout  # fmt: skip
-    with tarfile.open(fileobj=io.BytesIO(plain), mode="r:gz") as tar:
-        return {m.name.removeprefix("./"): tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
 
 
 def restored_checksums(image, dump):
@@ -195,84 +113,3 @@ def test_a_backup_is_encrypted_complete_and_restores_the_same_rows(deployed, tmp
     with capsys.disabled():
         print(f"\n  backup: {first.seconds:.1f} s, archive {size} bytes, "
               f"{sum(rows for rows, _sum in restored.values())} rows restored identical ", end="")  # fmt: skip
-
-
-def test_a_restore_puts_back_the_backups_data_and_the_platform_serves(deployed, tmp_path, capsys):
-    values = local_vault()
-    root, key = values["vault_shopstream_mariadb_root_password"], values["vault_shopstream_backup_key"]
-    backups, probe = tmp_path / "backups", f"restore-probe-{uuid.uuid4().hex[:8]}"
-    restore = ("playbooks/restore.yml", *WITH_VAULT, "-e", f"backup_dir={backups}")
-
-    def redis_spec():
-        return json.loads(docker("service", "inspect", "--format", "{{json .Spec}}", REDIS).stdout)
-
-    spec_before = redis_spec()
-
-    # The state backed up: a Redis key and a RabbitMQ policy of this test's, and the tables as they are.
-    redis("SET", f"{probe}:backed-up", "1")
-    assert docker("exec", container_of(RABBITMQ), "rabbitmqctl", "--quiet", "set_policy", probe, f"^{probe}$",
-                  '{"max-length": 1}', "--apply-to", "queues").returncode == 0  # fmt: skip
-    backed_up = table_checksums(mariadb_container(), root)
-    made = playbook("playbooks/backup.yml", *WITH_VAULT, "-e", f"backup_dir={backups}")
-    assert made.rc == 0, made.out[-3000:]
-    (archive,) = backups.glob("shopstream-*.tar.gz.vault")
-    assert table_checksums(mariadb_container(), root) == backed_up, "nothing of the platform wrote meanwhile"
-
-    # What the shop does after the backup, which the restore undoes.
-    mariadb_sql(f"INSERT INTO products (name, price_cents) VALUES ('{probe}', 1)", root)  # noqa: S608 (hex)
-    redis("SET", f"{probe}:later", "1")
-    assert docker("exec", container_of(RABBITMQ), "rabbitmqctl", "--quiet", "clear_policy", probe).returncode == 0
-
-    def unchanged():
-        assert mariadb_sql(f"SELECT COUNT(*) FROM products WHERE name = '{probe}'", root) == "1"  # noqa: S608
-        assert redis("EXISTS", f"{probe}:later") == "1" and probe not in policies()
-
-    # Bad input: a clear error each, and nothing changed.
-    members = decrypt(archive, key)
-    other_key = vault_encrypt(members, "another vault's key", tmp_path / "other-key.tar.gz.vault")
-    tampered = vault_encrypt(
-        {**members, "mariadb.sql": members["mariadb.sql"] + b"DROP TABLE users;\n"}, key, tmp_path / "tampered.vault"
-    )
-    truncated = tmp_path / "truncated.vault"
-    truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
-    cases = {
-        (): "A restore replaces the platform's data (MariaDB's tables, Redis, RabbitMQ's definitions) with the "
-        "backup's: what was written since is lost. Fix: add -e restore_confirm=yes",
-        ("-e", "restore_confirm=yes", "-e", f"backup_file={other_key}"): f"{other_key} does not open with this "
-        "vault's vault_shopstream_backup_key into a backup with a manifest",
-        ("-e", "restore_confirm=yes", "-e", f"backup_file={truncated}"): f"{truncated} does not open",
-        ("-e", "restore_confirm=yes", "-e", f"backup_file={tampered}"): "mariadb.sql differ from the manifest's "
-        "SHA-256): it is corrupt.",
-        ("-e", "restore_confirm=yes", "-e", f"backup_file={tmp_path}/none"): f"backup_file {tmp_path}/none is not "
-        "a file.",
-    }
-    for extra, expected in cases.items():
-        refused = playbook(*restore, *extra)
-        flat = " ".join(refused.out.split())
-        assert refused.rc != 0 and expected in flat and "Nothing was changed." in flat, (extra, refused.out[-3000:])
-        assert refused.changed() == 0, refused.recap
-    checked = playbook(*restore, "-e", "restore_confirm=yes", "--check")
-    assert checked.rc == 0 and f"Check mode: {archive} opens and matches its manifest" in " ".join(
-        checked.out.split()
-    ), checked.out[-3000:]
-    unchanged()
-
-    # The restore (the newest backup in backup_dir), verify.yml apart to compare the rows first.
-    done = playbook(*restore, "-e", "restore_confirm=yes", "--skip-tags", "verify", "-vvv")
-    assert done.rc == 0, done.out[-5000:]
-    for name, value in values.items():
-        if name.startswith("vault_"):
-            assert value not in done.out, f"{name} leaked into the -vvv output"
-    assert table_checksums(mariadb_container(), root) == backed_up, "MariaDB has the backup's rows"
-    assert redis("EXISTS", f"{probe}:backed-up") == "1" and redis("EXISTS", f"{probe}:later") == "0"
-    assert probe in policies(), "RabbitMQ has the backup's policies"
-    assert not list(Path(tempfile.gettempdir()).glob("shopstream-restore.*")), "no opened archive or part left behind"
-
-    served = playbook("playbooks/verify.yml", *WITH_VAULT)
-    assert served.rc == 0, served.out[-5000:]
-    assert redis_spec() == spec_before, "Redis' service is back as the stack deployed it (what stack.yml compares)"
-    redis("DEL", f"{probe}:backed-up")
-    docker("exec", container_of(RABBITMQ), "rabbitmqctl", "--quiet", "clear_policy", probe)
-    with capsys.disabled():
-        print(f"\n  restore: {done.seconds:.1f} s (MariaDB, Redis restarted on the snapshot, RabbitMQ), "
-              f"then verify.yml {served.seconds:.1f} s ", end="")  # fmt: skip

@@ -6,20 +6,38 @@ leaves no stack, secret, config or network and keeps the volumes (MariaDB's stil
 with teardown_swarm and teardown_volumes the node leaves the swarm and the data is gone; a second
 run changes nothing. That is the disaster drill of a backup taken before: site.yml deploys
 everything again (a new swarm, after removing the overlay namespace an earlier swarm left, planted
-here) on empty volumes, where the shop lacks the product written before the backup; restore.yml
-puts the backup back and its journey passes: the shop has every product it had.
+here) on empty volumes, where the shop lacks the product written before the backup. The new
+platform is then used (a product, a Redis key) before the restore. restore.yml refuses a backup it
+cannot open or whose parts differ from the manifest, and a restore not confirmed, changing nothing;
+confirmed, it gives MariaDB the backup's rows (what was written since is gone), Redis the backup's
+keys and RabbitMQ the backup's policies, and the platform serves (verify.yml's journey) with Redis'
+service spec as the stack deployed it: the shop has every product it had.
 """
 
 import json
 import os
 import subprocess
+import tempfile
 import uuid
+from pathlib import Path
 
-from runner import LOCAL, docker, local_vault, playbook
+from platform_data import (
+    RABBITMQ,
+    REDIS,
+    WITH_VAULT,
+    container_of,
+    decrypt,
+    mariadb_container,
+    mariadb_sql,
+    policies,
+    redis,
+    table_checksums,
+    vault_encrypt,
+)
+from runner import docker, local_vault, playbook
 
 from ansible_collections.shopstream.swarm.plugins.module_utils._journey import Client
 
-WITH_VAULT = ("-i", "inventories/local", "--vault-password-file", str(LOCAL / ".vault-pass"))
 TEARDOWN = ("playbooks/teardown.yml", *WITH_VAULT)
 STACKS = ("shopstream-data", "shopstream-app", "shopstream-edge", "shopstream-monitoring")
 NETWORKS = ("traefik-public", "frontend", "backend", "data", "monitoring", "cache", "queue")
@@ -93,20 +111,23 @@ def mariadb_volume_holds_the_products_table(volume, image):
 
 def test_teardown_then_site_and_restore_bring_the_platform_back_with_its_data(deployed, tmp_path, capsys):
     values = local_vault()
+    root, key = values["vault_shopstream_mariadb_root_password"], values["vault_shopstream_backup_key"]
     marker = f"teardown-{uuid.uuid4().hex[:8]}"  # our own hex: nothing to escape
-    root = values["vault_shopstream_mariadb_root_password"]
-    mariadb = docker("ps", "-q", "--filter", "label=com.docker.swarm.service.name=shopstream-data_mariadb").stdout
-    sql = f"INSERT INTO products (name, price_cents) VALUES ('{marker}', 1)"  # noqa: S608
-    wrote = docker("exec", "-e", "MYSQL_PWD", mariadb.split()[0], "mariadb", "--protocol=socket", "-uroot",
-                   "shopstream", "-e", sql, env={"MYSQL_PWD": root})  # fmt: skip
-    assert wrote.returncode == 0, wrote.stderr
+    mariadb_sql(f"INSERT INTO products (name, price_cents) VALUES ('{marker}', 1)", root)  # noqa: S608
     catalogue = products()
     assert marker in {name for _id, name in catalogue}
     image = docker("service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
                    "shopstream-data_mariadb").stdout.strip()  # fmt: skip
+    # The state backed up: the tables as they are, a Redis key and a RabbitMQ policy of this test's.
+    redis("SET", f"{marker}:backed-up", "1")
+    assert docker("exec", container_of(RABBITMQ), "rabbitmqctl", "--quiet", "set_policy", marker, f"^{marker}$",
+                  '{"max-length": 1}', "--apply-to", "queues").returncode == 0  # fmt: skip
+    backed_up = table_checksums(mariadb_container(), root)
     backups = tmp_path / "backups"
     made = playbook("playbooks/backup.yml", *WITH_VAULT, "-e", f"backup_dir={backups}")
     assert made.rc == 0, made.out[-3000:]
+    (archive,) = backups.glob("shopstream-*.tar.gz.vault")
+    assert table_checksums(mariadb_container(), root) == backed_up, "nothing of the platform wrote meanwhile"
     before = platform()
     assert before["stacks"] == sorted(STACKS) and before["secrets"] and before["configs"] and before["volumes"]
     (volume,) = [name for name in before["volumes"] if "mariadb" in name]
@@ -143,12 +164,70 @@ def test_teardown_then_site_and_restore_bring_the_platform_back_with_its_data(de
     assert not os.path.exists(LEFTOVER), "the swarm role removed the earlier swarm's overlay namespace"
     assert platform()["stacks"] == sorted(STACKS)
     assert marker not in {name for _id, name in products()}, "a new platform, on empty volumes"
+    assert redis("EXISTS", f"{marker}:backed-up") == "0" and marker not in policies()
+    deployed_redis = redis_spec()
 
-    restored = playbook("playbooks/restore.yml", *WITH_VAULT, "-e", f"backup_dir={backups}",
-                        "-e", "restore_confirm=yes")  # fmt: skip
+    # The new platform in use: what the restore replaces.
+    mariadb_sql(f"INSERT INTO products (name, price_cents) VALUES ('{marker}-later', 1)", root)  # noqa: S608
+    redis("SET", f"{marker}:later", "1")
+
+    def unchanged():
+        assert mariadb_sql(f"SELECT COUNT(*) FROM products WHERE name = '{marker}-later'", root) == "1"  # noqa: S608
+        assert redis("EXISTS", f"{marker}:later") == "1" and marker not in policies()
+
+    # Bad input: a clear error each, and nothing changed.
+    restore = ("playbooks/restore.yml", *WITH_VAULT, "-e", f"backup_dir={backups}")
+    members = decrypt(archive, key)
+    other_key = vault_encrypt(members, "another vault's key", tmp_path / "other-key.tar.gz.vault")
+    tampered = vault_encrypt(
+        {**members, "mariadb.sql": members["mariadb.sql"] + b"DROP TABLE users;\n"}, key, tmp_path / "tampered.vault"
+    )
+    truncated = tmp_path / "truncated.vault"
+    truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    cases = {
+        (): "A restore replaces the platform's data (MariaDB's tables, Redis, RabbitMQ's definitions) with the "
+        "backup's: what was written since is lost. Fix: add -e restore_confirm=yes",
+        ("-e", "restore_confirm=yes", "-e", f"backup_file={other_key}"): f"{other_key} does not open with this "
+        "vault's vault_shopstream_backup_key into a backup with a manifest",
+        ("-e", "restore_confirm=yes", "-e", f"backup_file={truncated}"): f"{truncated} does not open",
+        ("-e", "restore_confirm=yes", "-e", f"backup_file={tampered}"): "mariadb.sql differ from the manifest's "
+        "SHA-256): it is corrupt.",
+        ("-e", "restore_confirm=yes", "-e", f"backup_file={tmp_path}/none"): f"backup_file {tmp_path}/none is not "
+        "a file.",
+    }
+    for extra, expected in cases.items():
+        refused = playbook(*restore, *extra)
+        flat = " ".join(refused.out.split())
+        assert refused.rc != 0 and expected in flat and "Nothing was changed." in flat, (extra, refused.out[-3000:])
+        assert refused.changed() == 0, refused.recap
+    checked = playbook(*restore, "-e", "restore_confirm=yes", "--check")
+    assert checked.rc == 0 and f"Check mode: {archive} opens and matches its manifest" in " ".join(
+        checked.out.split()
+    ), checked.out[-3000:]
+    unchanged()
+
+    # The restore (the newest backup in backup_dir), verify.yml apart to compare the rows first.
+    restored = playbook(*restore, "-e", "restore_confirm=yes", "--skip-tags", "verify", "-vvv")
     assert restored.rc == 0, restored.out[-5000:]
+    for name, value in values.items():
+        if name.startswith("vault_"):
+            assert value not in restored.out, f"{name} leaked into the -vvv output"
+    assert table_checksums(mariadb_container(), root) == backed_up, "MariaDB has the backup's rows"
+    assert redis("EXISTS", f"{marker}:backed-up") == "1" and redis("EXISTS", f"{marker}:later") == "0"
+    assert marker in policies(), "RabbitMQ has the backup's policies"
+    assert not list(Path(tempfile.gettempdir()).glob("shopstream-restore.*")), "no opened archive or part left behind"
+
+    served = playbook("playbooks/verify.yml", *WITH_VAULT)
+    assert served.rc == 0, served.out[-5000:]
+    assert redis_spec() == deployed_redis, "Redis' service is back as the stack deployed it (what stack.yml compares)"
     assert set(catalogue) <= set(products()), "the backup's products, as they were"
+    redis("DEL", f"{marker}:backed-up")
+    docker("exec", container_of(RABBITMQ), "rabbitmqctl", "--quiet", "clear_policy", marker)
     with capsys.disabled():
         print(f"\n  disaster drill: backup {made.seconds:.1f} s, site.yml on a new swarm and empty volumes "
-              f"{back.seconds:.1f} s, restore with verify.yml {restored.seconds:.1f} s: "
-              f"{len(catalogue)} products back ", end="")  # fmt: skip
+              f"{back.seconds:.1f} s, restore {restored.seconds:.1f} s (MariaDB, Redis restarted on the snapshot, "
+              f"RabbitMQ), verify.yml {served.seconds:.1f} s: {len(catalogue)} products back ", end="")  # fmt: skip
+
+
+def redis_spec():
+    return json.loads(docker("service", "inspect", "--format", "{{json .Spec}}", REDIS).stdout)
