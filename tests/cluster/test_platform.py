@@ -934,6 +934,9 @@ def test_an_engine_upgrade_moves_every_node_one_drained_node_at_a_time_under_loa
     port is on it alone: nothing answers) and the data node's (MariaDB pinned there: the API answers
     503); every other node's turn fails none, and no order is lost. A rerun changes nothing. Before
     it, bootstrap.yml with the new version pinned is refused on every node, naming this playbook."""
+    if not spread_over_workers():  # the rolling updates above may have left replicas side by side
+        assert stack_playbook(live_stack_vars()).rc == 0
+    assert spread_over_workers(), {worker: app_tasks_on(worker) for worker in WORKERS}
     old, new = offer_a_rebuilt_engine()
     upgrade = ("playbooks/upgrade_engine.yml", "-i", INVENTORY)
     refused = playbook(*upgrade, "-e", "engine_version=0.0.1-none")
