@@ -22,12 +22,15 @@ def local_vault():
     """As `make deploy` does: the local inventory's vault, made on first use; its values.
 
     A new vault on a host that runs a platform deployed from another checkout's vault is a new
-    machine's deploy on an old machine: MariaDB's data holds the other vault's passwords, so the
-    platform is removed first (its stacks and their volumes), as a fresh machine would not have it.
+    machine's deploy on an old machine: MariaDB's data holds the other vault's passwords, and the
+    swarm's autolock key is in the other vault (a swarm locked by an engine restart cannot be
+    unlocked from this one). So the platform (its stacks, their containers and volumes) and the
+    swarm are removed first, as a fresh machine would not have them.
     """
     has_pass = (LOCAL / ".vault-pass").exists()
     if not has_pass:
         remove_platform()
+        leave_swarm()
     run = playbook(
         "playbooks/vault_init.yml",
         "-i",
@@ -50,18 +53,32 @@ NETWORKS = {
 
 
 def remove_platform():
+    """The stacks, then their containers a locked swarm left (no stack rm reaches them), then their volumes."""
     stacks = [f"shopstream-{name}" for name in ("monitoring", "edge", "app", "data")]
-    docker("stack", "rm", *stacks)
-    deadline = time.monotonic() + 120
     namespaces = [f"label=com.docker.stack.namespace={stack}" for stack in stacks]
-    while time.monotonic() < deadline:
-        if not any(docker("ps", "-aq", "--filter", label).stdout.split() for label in namespaces):
-            break
-        time.sleep(2)
+    if swarm_info()["LocalNodeState"] == "active":
+        docker("stack", "rm", *stacks)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if not any(docker("ps", "-aq", "--filter", label).stdout.split() for label in namespaces):
+                break
+            time.sleep(2)
+    for label in namespaces:
+        containers = docker("ps", "-aq", "--filter", label).stdout.split()
+        if containers:
+            docker("rm", "--force", *containers)
     for stack in stacks:
         volumes = docker("volume", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={stack}").stdout.split()
         if volumes:
             docker("volume", "rm", *volumes)
+
+
+def leave_swarm():
+    """This engine out of any swarm, locked or not (``--force``: a manager's leave is refused without it)."""
+    if swarm_info()["LocalNodeState"] != "inactive":
+        left = docker("swarm", "leave", "--force")
+        assert left.returncode == 0, left.stderr
+    assert swarm_info()["LocalNodeState"] == "inactive"
 
 
 def service_versions():
