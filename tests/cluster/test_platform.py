@@ -1067,6 +1067,8 @@ def test_the_leaders_engine_killed_under_load(capsys):
     """The Raft leader's engine killed (SIGKILL): the other managers elect a leader; systemd starts
     the engine again and, with autolock, unlock.yml brings the manager back. When the leader is the
     edge node (Traefik) requests fail until then, and only until then."""
+    # A manager back from a partition may call an election a moment after the swarm looked whole.
+    wait_for("manager2 sees a leader", lambda: leader("manager2") is not None, timeout=60)
     old = leader("manager2")
     other = next(m for m in MANAGERS if m != old)
 
