@@ -6,7 +6,12 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.shopstream.swarm.plugins.module_utils._topology import check_cluster, plan_removal, plan_swarm
+from ansible_collections.shopstream.swarm.plugins.module_utils._topology import (
+    check_cluster,
+    plan_recovery,
+    plan_removal,
+    plan_swarm,
+)
 
 
 def preflight_check(records, settings, unknown_managers=(), supported_os=None, allow_even=False, in_both=()):
@@ -23,6 +28,12 @@ def swarm_plan(records, unknown_managers=()):
 
 def swarm_removal(nodes, target):
     return plan_removal(list(nodes), target)
+
+
+def swarm_recovery(records, survivor=None):
+    if not isinstance(records, list):
+        raise AnsibleFilterError("swarm_recovery expects a list of manager records")
+    return plan_recovery(records, survivor or None)
 
 
 def labelled_host(hosts, hostvars, label):
@@ -42,5 +53,6 @@ class FilterModule:
             "preflight_check": preflight_check,
             "swarm_plan": swarm_plan,
             "swarm_removal": swarm_removal,
+            "swarm_recovery": swarm_recovery,
             "labelled_host": labelled_host,
         }

@@ -120,8 +120,8 @@ def plan_swarm(records, unknown_managers=()):
             hosts[name] = "leaderless"
             errors.setdefault(name, []).append(
                 f"{name}: it is a manager but sees no Raft leader, so the swarm has lost quorum. Fix: bring "
-                "enough managers back; if they are gone for good, run 'docker swarm init --force-new-cluster' "
-                f"on {name} and run again."
+                "enough managers back; if they are gone for good, run playbooks/recover.yml -e recover_confirm=yes "
+                f"(it forces a new cluster on {name} or another manager left), then run again."
             )
         elif (sw.get("cluster_id") and sw.get("cluster_id") == cluster_id) or sw.get("node_id") in known_nodes:
             hosts[name] = "member"
@@ -379,4 +379,83 @@ def plan_removal(nodes, target):
             f"remaining managers are reachable and {quorum} are needed ({down} unreachable). Fix: bring "
             f"{down} back first."
         )
+    return result
+
+
+def plan_recovery(records, survivor=None):
+    """Decide how a swarm that lost quorum comes back (playbooks/recover.yml), or refuse.
+
+    ``records`` are the inventory's managers: ``{"host": ..., "unreachable": bool, "autolocked": bool
+    (autolock encrypted its swarm keys), "probe": <return of swarm_host_info>}``, in inventory order;
+    ``survivor`` the manager the operator chose, if any.
+    Returns ``survivor`` (the manager that forces a new cluster), ``leave`` (other managers whose
+    engine runs with the old swarm's state: they leave it, then join again), ``set_aside`` (managers
+    reached over SSH whose engine is down: their old swarm state is moved aside before it can start
+    with it), ``unreachable`` and ``error`` (a refusal naming the hosts, or None).
+    """
+    states = {}
+    for record in records:
+        host, swarm, docker = record["host"], _swarm(record), _docker(record)
+        if record.get("unreachable"):
+            states[host] = "unreachable"
+        elif not docker.get("reachable"):
+            states[host] = "engine down"
+        elif swarm.get("state") == "active" and swarm.get("control_available"):
+            states[host] = "leaderless" if not swarm.get("cluster_id") else "has a leader"
+        else:
+            states[host] = swarm.get("state") or "unknown"
+    locked_keys = [
+        r["host"] for r in records if r.get("autolocked") and states[r["host"]] in ("leaderless", "has a leader")
+    ]
+    for host in locked_keys:
+        states[host] += " (keys locked by autolock)"
+    result = {"survivor": None, "leave": [], "set_aside": [], "unreachable": [], "states": states, "error": None}
+    seen = ", ".join(f"{host}: {state}" for host, state in states.items())
+    with_leader = [host for host, state in states.items() if state.startswith("has a leader")]
+    leaderless = [host for host, state in states.items() if state == "leaderless"]
+    # moby/moby#36852: Docker forces a new cluster only from keys autolock did not encrypt (its init
+    # takes no unlock key: the engine drops out of every swarm instead).
+    autolocked = [host for host, state in states.items() if state.startswith("leaderless (")]
+    if with_leader:
+        result["error"] = (
+            f"The swarm has quorum: its Raft leader is seen by {', '.join(with_leader)} ({seen}). Forcing a new "
+            "cluster would throw the other managers out. Fix: bring a manager that is down back with site.yml, or "
+            "remove one that is gone for good with remove_node.yml."
+        )
+    elif survivor is not None and survivor not in autolocked and states.get(survivor) != "leaderless":
+        result["error"] = f"recover_from={survivor}: " + (
+            f"it is not one of the inventory's managers ({', '.join(states)})."
+            if survivor not in states
+            else f"it cannot lead the swarm again: {states[survivor]}. A manager whose engine runs in the "
+            f"swarm and sees no leader can ({seen}). Fix: choose one of {', '.join(leaderless) or 'none'}"
+            + (", or unlock it first with playbooks/unlock.yml." if states[survivor] == "locked" else ".")
+        )
+    elif autolocked and (survivor in autolocked or not leaderless):
+        result["error"] = (
+            f"{', '.join(autolocked)}: sees no leader, but autolock encrypted its swarm keys, and Docker cannot force "
+            f"a new cluster from such keys (moby/moby#36852: the engine would drop out of every swarm) ({seen}). Fix: "
+            "bring enough managers back (site.yml or unlock.yml unlocks them). If they are gone for good, run "
+            "'docker swarm leave --force' on every node, then site.yml (a new swarm) and restore.yml (the data of "
+            "the last backup.yml). A site that sets swarm_autolock: false can recover with this playbook."
+        )
+    elif not leaderless:
+        locked = [host for host, state in states.items() if state == "locked"]
+        result["error"] = f"No manager can lead the swarm again: none runs in it and sees no leader ({seen}). Fix: " + (
+            f"unlock {', '.join(locked)} with playbooks/unlock.yml, then run again."
+            if locked
+            else "start the engine of a manager that was in the swarm (its state is there), then run again; if "
+            "none is left, make a new swarm with site.yml and put the data back with restore.yml."
+        )
+    if result["error"]:
+        return result
+    result["survivor"] = survivor or leaderless[0]
+    for host, state in states.items():
+        if host == result["survivor"] or state == "inactive":
+            continue
+        if state == "unreachable":
+            result["unreachable"].append(host)
+        elif state == "engine down":
+            result["set_aside"].append(host)
+        else:
+            result["leave"].append(host)
     return result

@@ -117,22 +117,42 @@ class SwarmJoiner:
             return True, {}
         if not self.params["join_token"]:
             self.module.fail_json(msg="join_token is required to join the swarm outside check mode.")
-        self.client.request(
-            "POST",
-            "/swarm/join",
-            {
-                "ListenAddr": self.params["listen_addr"],
-                "AdvertiseAddr": self.params["advertise_addr"],
-                "DataPathAddr": self.params["data_path_addr"] or self.params["advertise_addr"],
-                "RemoteAddrs": self.params["remote_addrs"],
-                "JoinToken": self.params["join_token"],
-                "Availability": self.params["availability"],
-            },
-        )
+        try:
+            self.client.request(
+                "POST",
+                "/swarm/join",
+                {
+                    "ListenAddr": self.params["listen_addr"],
+                    "AdvertiseAddr": self.params["advertise_addr"],
+                    "DataPathAddr": self.params["data_path_addr"] or self.params["advertise_addr"],
+                    "RemoteAddrs": self.params["remote_addrs"],
+                    "JoinToken": self.params["join_token"],
+                    "Availability": self.params["availability"],
+                },
+            )
+        except DockerAPIError as exc:
+            # The engine answers 503 when its own wait (20 s) ends before the node joined, and goes
+            # on joining: wait for it, as for a join that answered in time.
+            if exc.status != 503 or "continue in the background" not in str(exc):
+                raise
+            self.wait_active(str(exc))
         after = self.swarm()
         if after.get("ControlAvailable"):
             self.wait_reachable(after["NodeID"])
         return True, after
+
+    def wait_active(self, answer):
+        deadline = time.monotonic() + self.params["timeout"]
+        state = None
+        while time.monotonic() < deadline:
+            state = self.swarm().get("LocalNodeState")
+            if state == "active":
+                return
+            time.sleep(1)
+        self.module.fail_json(
+            msg=f"The engine is still joining the swarm after {self.params['timeout']}s (state: {state}; it answered: "
+            f"{answer}). Check that the managers at {', '.join(self.params['remote_addrs'])} are reachable on 2377/tcp."
+        )
 
     def wait_reachable(self, node_id):
         deadline = time.monotonic() + self.params["timeout"]

@@ -101,3 +101,22 @@ def test_a_manager_that_never_becomes_reachable_fails_clearly(join, engine):
     engine.routes[("GET", "/nodes/M2")] = lambda: (200, {"ManagerStatus": {"Reachability": "unreachable"}})
     with pytest.raises(Failed, match=r"did not become reachable in Raft within 1s \(last state: unreachable\)"):
         join(MANAGER, timeout=1)
+
+
+BACKGROUND = "Timeout was reached before node joined. The attempt to join the swarm will continue in the background."
+
+
+def test_a_join_the_engine_goes_on_with_in_the_background_is_waited_for(engine):
+    infos = iter([INACTIVE, {"Swarm": {"LocalNodeState": "pending"}}, WORKER])
+    engine.routes[("GET", "/info")] = lambda: (200, next(infos, WORKER))
+    engine.routes[("POST", "/swarm/join")] = (503, {"message": BACKGROUND})
+    changed, swarm = SwarmJoiner(FakeModule(engine.server_address)).join()
+    assert (changed, swarm["NodeID"]) == (True, "W1")
+
+
+def test_a_join_still_pending_at_the_timeout_fails_naming_the_managers(engine):
+    infos = iter([INACTIVE])
+    engine.routes[("GET", "/info")] = lambda: (200, next(infos, {"Swarm": {"LocalNodeState": "pending"}}))
+    engine.routes[("POST", "/swarm/join")] = (503, {"message": BACKGROUND})
+    with pytest.raises(Failed, match=r"still joining the swarm after 1s \(state: pending; .*192\.0\.2\.11:2377"):
+        SwarmJoiner(FakeModule(engine.server_address, timeout=1)).join()

@@ -4,7 +4,12 @@ import itertools
 
 import pytest
 
-from ansible_collections.shopstream.swarm.plugins.module_utils._topology import check_cluster, plan_removal, plan_swarm
+from ansible_collections.shopstream.swarm.plugins.module_utils._topology import (
+    check_cluster,
+    plan_recovery,
+    plan_removal,
+    plan_swarm,
+)
 
 SUPPORTED = {"Debian": ["11", "12"], "Ubuntu": ["22.04", "24.04"]}
 _ADDRESSES = (f"10.0.{n // 250}.{n % 250 + 1}" for n in itertools.count())
@@ -402,3 +407,82 @@ def test_too_little_room_under_the_data_root_is_refused_naming_the_host_and_the_
         "volumes and logs go there. Fix: free or grow the disk under /var/lib/docker on m2, or lower "
         "preflight_min_disk_free_mb."
     ]
+
+
+# --- recover.yml: a swarm that lost quorum -------------------------------------------------------
+
+LEADERLESS = {"state": "active", "is_manager": True, "control_available": True, "cluster_id": None}
+
+
+def manager(host, swarm=None, unreachable=False, engine=True):
+    rec = record(host, swarm=swarm)
+    rec["unreachable"] = unreachable
+    if not engine:
+        rec["probe"]["docker"] = {"reachable": False, "error": "connection refused", "swarm": {"state": None}}
+    return rec
+
+
+def test_recovery_is_refused_while_a_manager_sees_the_leader():
+    plan = plan_recovery(
+        [manager("m1", LEADERLESS), manager("m2", manager_of("c1", "n2")), manager("m3", engine=False)]
+    )
+    assert plan["survivor"] is None
+    assert plan["error"].startswith(
+        "The swarm has quorum: its Raft leader is seen by m2 (m1: leaderless, m2: has a leader, "
+    )
+    assert "remove_node.yml" in plan["error"]
+
+
+def test_recovery_forces_the_first_leaderless_manager_and_sorts_the_others():
+    plan = plan_recovery(
+        [
+            manager("m1", unreachable=True),
+            manager("m2", LEADERLESS),
+            manager("m3", engine=False),
+            manager("m4", LEADERLESS),
+            manager("m5", {"state": "inactive"}),
+        ]
+    )
+    assert plan["error"] is None
+    assert (plan["survivor"], plan["leave"], plan["set_aside"], plan["unreachable"]) == ("m2", ["m4"], ["m3"], ["m1"])
+
+
+def test_recovery_takes_the_chosen_manager_only_when_it_can_lead():
+    records = [manager("m1", LEADERLESS), manager("m2", {"state": "locked"}), manager("m3", LEADERLESS)]
+    assert plan_recovery(records, "m3")["survivor"] == "m3"
+    assert plan_recovery(records, "m3")["leave"] == ["m1", "m2"]
+    locked = plan_recovery(records, "m2")["error"]
+    assert locked.startswith("recover_from=m2: it cannot lead the swarm again: locked.")
+    assert locked.endswith("Fix: choose one of m1, m3, or unlock it first with playbooks/unlock.yml.")
+    assert "not one of the inventory's managers (m1, m2, m3)" in plan_recovery(records, "w1")["error"]
+
+
+@pytest.mark.parametrize(
+    ("others", "fix"),
+    [
+        ({"state": "locked"}, "Fix: unlock m2 with playbooks/unlock.yml, then run again."),
+        ({"state": "inactive"}, "if none is left, make a new swarm with site.yml and put the data back with restore"),
+    ],
+)
+def test_recovery_needs_a_manager_that_runs_in_the_swarm(others, fix):
+    plan = plan_recovery([manager("m1", unreachable=True), manager("m2", others), manager("m3", engine=False)])
+    assert plan["survivor"] is None
+    assert plan["error"].startswith("No manager can lead the swarm again: none runs in it and sees no leader (m1: ")
+    assert fix in plan["error"]
+
+
+def test_recovery_refuses_keys_that_autolock_encrypted_as_docker_cannot_force_from_them():
+    records = [manager("m1", LEADERLESS), manager("m2", LEADERLESS), manager("m3", unreachable=True)]
+    records[0]["autolocked"] = records[1]["autolocked"] = True
+    plan = plan_recovery(records)
+    assert plan["survivor"] is None
+    assert plan["error"].startswith("m1, m2: sees no leader, but autolock encrypted its swarm keys")
+    assert "moby/moby#36852" in plan["error"] and "swarm_autolock: false" in plan["error"]
+    assert (
+        "(m1: leaderless (keys locked by autolock), m2: leaderless (keys locked by autolock), m3: unreachable)"
+        in (plan["error"])
+    )
+    records[1]["autolocked"] = False
+    assert plan_recovery(records)["survivor"] == "m2"
+    assert plan_recovery(records)["leave"] == ["m1"]
+    assert plan_recovery(records, "m1")["error"].startswith("m1: sees no leader, but autolock encrypted")
