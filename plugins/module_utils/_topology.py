@@ -404,29 +404,29 @@ def plan_recovery(records, survivor=None):
             states[host] = "leaderless" if not swarm.get("cluster_id") else "has a leader"
         else:
             states[host] = swarm.get("state") or "unknown"
-    locked_keys = [
-        r["host"] for r in records if r.get("autolocked") and states[r["host"]] in ("leaderless", "has a leader")
-    ]
-    for host in locked_keys:
-        states[host] += " (keys locked by autolock)"
-    result = {"survivor": None, "leave": [], "set_aside": [], "unreachable": [], "states": states, "error": None}
-    seen = ", ".join(f"{host}: {state}" for host, state in states.items())
-    with_leader = [host for host, state in states.items() if state.startswith("has a leader")]
-    leaderless = [host for host, state in states.items() if state == "leaderless"]
     # moby/moby#36852: Docker forces a new cluster only from keys autolock did not encrypt (its init
     # takes no unlock key: the engine drops out of every swarm instead).
-    autolocked = [host for host, state in states.items() if state.startswith("leaderless (")]
+    in_swarm = ("leaderless", "has a leader")
+    locked_keys = {r["host"] for r in records if r.get("autolocked") and states[r["host"]] in in_swarm}
+    shown = {
+        host: f"{state} (keys locked by autolock)" if host in locked_keys else state for host, state in states.items()
+    }
+    result = {"survivor": None, "leave": [], "set_aside": [], "unreachable": [], "states": shown, "error": None}
+    seen = ", ".join(f"{host}: {state}" for host, state in shown.items())
+    with_leader = [host for host, state in states.items() if state == "has a leader"]
+    leaderless = [host for host, state in states.items() if state == "leaderless" and host not in locked_keys]
+    autolocked = [host for host, state in states.items() if state == "leaderless" and host in locked_keys]
     if with_leader:
         result["error"] = (
             f"The swarm has quorum: its Raft leader is seen by {', '.join(with_leader)} ({seen}). Forcing a new "
             "cluster would throw the other managers out. Fix: bring a manager that is down back with site.yml, or "
             "remove one that is gone for good with remove_node.yml."
         )
-    elif survivor is not None and survivor not in autolocked and states.get(survivor) != "leaderless":
+    elif survivor is not None and survivor not in autolocked + leaderless:
         result["error"] = f"recover_from={survivor}: " + (
             f"it is not one of the inventory's managers ({', '.join(states)})."
             if survivor not in states
-            else f"it cannot lead the swarm again: {states[survivor]}. A manager whose engine runs in the "
+            else f"it cannot lead the swarm again: {shown[survivor]}. A manager whose engine runs in the "
             f"swarm and sees no leader can ({seen}). Fix: choose one of {', '.join(leaderless) or 'none'}"
             + (", or unlock it first with playbooks/unlock.yml." if states[survivor] == "locked" else ".")
         )

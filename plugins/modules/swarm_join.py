@@ -141,35 +141,45 @@ class SwarmJoiner:
             self.wait_reachable(after["NodeID"])
         return True, after
 
-    def wait_active(self, answer):
+    def poll(self, read):
+        """Call ``read()`` (returns (done, state)) once a second until it is done or ``timeout`` ends;
+        returns (done, the last state read)."""
         deadline = time.monotonic() + self.params["timeout"]
-        state = None
-        while time.monotonic() < deadline:
+        done, state = False, None
+        while not done and time.monotonic() < deadline:
+            done, state = read()
+            if not done:
+                time.sleep(1)
+        return done, state
+
+    def wait_active(self, answer):
+        def read():
             state = self.swarm().get("LocalNodeState")
-            if state == "active":
-                return
-            time.sleep(1)
-        self.module.fail_json(
-            msg=f"The engine is still joining the swarm after {self.params['timeout']}s (state: {state}; it answered: "
-            f"{answer}). Check that the managers at {', '.join(self.params['remote_addrs'])} are reachable on 2377/tcp."
-        )
+            return state == "active", state
+
+        done, state = self.poll(read)
+        if not done:
+            self.module.fail_json(
+                msg=f"The engine is still joining the swarm after {self.params['timeout']}s (state: {state}; it "
+                f"answered: {answer}). Check that the managers at {', '.join(self.params['remote_addrs'])} are "
+                "reachable on 2377/tcp."
+            )
 
     def wait_reachable(self, node_id):
-        deadline = time.monotonic() + self.params["timeout"]
-        state = None
-        while time.monotonic() < deadline:
+        def read():
             try:
-                node = self.client.get_json(f"/nodes/{node_id}")
-                state = (node.get("ManagerStatus") or {}).get("Reachability")
-                if state == "reachable":
-                    return
+                state = (self.client.get_json(f"/nodes/{node_id}").get("ManagerStatus") or {}).get("Reachability")
             except DockerAPIError as exc:
-                state = str(exc)
-            time.sleep(1)
-        self.module.fail_json(
-            msg=f"Joined as manager, but the node did not become reachable in Raft within {self.params['timeout']}s "
-            f"(last state: {state}). Check that port 2377/tcp is open between the managers."
-        )
+                return False, str(exc)
+            return state == "reachable", state
+
+        done, state = self.poll(read)
+        if not done:
+            self.module.fail_json(
+                msg="Joined as manager, but the node did not become reachable in Raft within "
+                f"{self.params['timeout']}s (last state: {state}). Check that port 2377/tcp is open "
+                "between the managers."
+            )
 
 
 def main():
