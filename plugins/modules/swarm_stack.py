@@ -304,8 +304,8 @@ except ImportError:  # the manager's Python may lack PyYAML (Ansible needs it on
 HAS_YAML = yaml is not None
 
 from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import DockerAPIError, DockerClient
-from ansible_collections.shopstream.swarm.plugins.module_utils._stack import (
-    StackDeployer,
+from ansible_collections.shopstream.swarm.plugins.module_utils._stack import StackDeployer
+from ansible_collections.shopstream.swarm.plugins.module_utils._stack_spec import (
     StackError,
     check_stack_name,
     compare_services,

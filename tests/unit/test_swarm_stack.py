@@ -9,11 +9,15 @@ import pytest
 import yaml
 
 from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import DockerClient, filters_param
-from ansible_collections.shopstream.swarm.plugins.module_utils._stack import (
-    FINGERPRINT_LABEL,
-    StackDeployer,
-    StackError,
+from ansible_collections.shopstream.swarm.plugins.module_utils._stack import StackDeployer
+from ansible_collections.shopstream.swarm.plugins.module_utils._stack_assess import (
     assess,
+    progress_line,
+    task_fingerprint,
+)
+from ansible_collections.shopstream.swarm.plugins.module_utils._stack_spec import (
+    FINGERPRINT_LABEL,
+    StackError,
     compare_services,
     compose_view,
     deployed_as,
@@ -24,9 +28,7 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._stack import (
     parse_bytes,
     parse_duration,
     plan,
-    progress_line,
     spec_view,
-    task_fingerprint,
     with_fingerprint,
 )
 
