@@ -5,7 +5,7 @@ import logging
 import os
 import sys
 
-from . import common
+from . import config
 
 SERVICES = ("auth", "gateway", "product", "order", "notification")
 
@@ -18,12 +18,12 @@ def main(argv):
             file=sys.stderr,
         )
         return 64
-    common.setup_logging(name)
+    config.setup_logging(name)
     log = logging.getLogger("shopstream")
     try:
         app = importlib.import_module(f"shopstream.{name}").build()
-        port = common.env_int("PORT", 8080, 1)
-    except common.ConfigError as exc:
+        port = config.env_int("PORT", 8080, 1)
+    except config.ConfigError as exc:
         log.error("cannot start: %s", exc)
         return 2
     return app.run(port=port)

@@ -18,7 +18,7 @@ import math
 import threading
 import time
 
-from . import common
+from . import clients, config, server, tokens
 
 LOG = logging.getLogger("shopstream.auth")
 SCHEMA = """
@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS login_failures (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
 """
 # Verified when the user does not exist, so that a login takes as long either way.
-_DUMMY_HASH = common.hash_password("not-a-password", salt=b"0" * 16)
+_DUMMY_HASH = tokens.hash_password("not-a-password", salt=b"0" * 16)
 
 
 def file_accepts(password, values):
@@ -53,23 +53,23 @@ def lockout_seconds(failures, free, cap):
 
 
 def build():
-    db = common.mysql_config()
-    free_failures = common.env_int("LOGIN_FREE_FAILURES", 5, 1)
-    lockout_cap = common.env_int("LOGIN_LOCKOUT_MAX_SECONDS", 900, 1)
-    key = common.read_secret("JWT_SIGNING_KEY_FILE", "jwt_signing_key", min_length=32)
-    ttl = common.env_int("JWT_TTL_SECONDS", 3600, 60)
-    issuer = common.env("JWT_ISSUER", "shopstream-auth")
-    demo_user = common.env("DEMO_USER", "demo")
-    demo_password = common.read_secret("DEMO_PASSWORD_FILE", "demo_password", required=False, min_length=8)
-    demo_previous = common.read_secret(
+    db = clients.mysql_config()
+    free_failures = config.env_int("LOGIN_FREE_FAILURES", 5, 1)
+    lockout_cap = config.env_int("LOGIN_LOCKOUT_MAX_SECONDS", 900, 1)
+    key = config.read_secret("JWT_SIGNING_KEY_FILE", "jwt_signing_key", min_length=32)
+    ttl = config.env_int("JWT_TTL_SECONDS", 3600, 60)
+    issuer = config.env("JWT_ISSUER", "shopstream-auth")
+    demo_user = config.env("DEMO_USER", "demo")
+    demo_password = config.read_secret("DEMO_PASSWORD_FILE", "demo_password", required=False, min_length=8)
+    demo_previous = config.read_secret(
         "DEMO_PASSWORD_PREVIOUS_FILE", "demo_password_previous", required=False, min_length=8
     )
     demo_values = [demo_password, demo_previous] if demo_password is not None else []
-    app = common.App("auth")
-    app.health_checks["mariadb"] = lambda: common.mysql_ping(db)
+    app = server.App("auth")
+    app.health_checks["mariadb"] = lambda: clients.mysql_ping(db)
 
     def init():
-        conn = common.mysql_connect(db)
+        conn = clients.mysql_connect(db)
         try:
             with conn.cursor() as cur:
                 cur.execute(SCHEMA)
@@ -81,12 +81,12 @@ def build():
                     if row is None:
                         cur.execute(
                             "INSERT INTO users (username, password_hash) VALUES (%s, %s)",
-                            (demo_user, common.hash_password(demo_password)),
+                            (demo_user, tokens.hash_password(demo_password)),
                         )
-                    elif not common.verify_password(demo_password, row["password_hash"]):  # the secret was rotated
+                    elif not tokens.verify_password(demo_password, row["password_hash"]):  # the secret was rotated
                         cur.execute(
                             "UPDATE users SET password_hash=%s WHERE username=%s",
-                            (common.hash_password(demo_password), demo_user),
+                            (tokens.hash_password(demo_password), demo_user),
                         )
             conn.commit()
         finally:
@@ -96,13 +96,13 @@ def build():
 
     def login(req):
         if not app.ready.is_set():
-            raise common.HTTPError(503, "starting")
+            raise server.HTTPError(503, "starting")
         data = req.json()
         username, password = data.get("username"), data.get("password")
         if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
-            raise common.HTTPError(400, "username and password are required")
+            raise server.HTTPError(400, "username and password are required")
         name = username[:64]
-        conn = common.mysql_connect(db)
+        conn = clients.mysql_connect(db)
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT failures, locked_until FROM login_failures WHERE username=%s", (name,))
@@ -110,7 +110,7 @@ def build():
                 now = time.time()
                 if guard and guard["locked_until"] > now:
                     app.metrics.inc("shopstream_auth_logins_total", "Login attempts.", result="locked")
-                    raise common.HTTPError(
+                    raise server.HTTPError(
                         429,
                         "too many failed logins for this account",
                         {"Retry-After": str(math.ceil(guard["locked_until"] - now))},
@@ -118,7 +118,7 @@ def build():
                 cur.execute("SELECT password_hash FROM users WHERE username=%s", (name,))
                 row = cur.fetchone()
                 valid = (
-                    common.verify_password(password, row["password_hash"] if row else _DUMMY_HASH) and row is not None
+                    tokens.verify_password(password, row["password_hash"] if row else _DUMMY_HASH) and row is not None
                 ) or (name == demo_user and row is not None and file_accepts(password, demo_values))
                 if valid and guard:
                     cur.execute("DELETE FROM login_failures WHERE username=%s", (name,))
@@ -141,11 +141,11 @@ def build():
         if not valid:
             app.metrics.inc("shopstream_auth_logins_total", "Login attempts.", result="failure")
             LOG.info("login failed", extra={"user": name})
-            raise common.HTTPError(401, "invalid username or password")
+            raise server.HTTPError(401, "invalid username or password")
         app.metrics.inc("shopstream_auth_logins_total", "Login attempts.", result="success")
-        token = common.issue_jwt(key, username, ttl, issuer=issuer)
+        token = tokens.issue_jwt(key, username, ttl, issuer=issuer)
         return 200, {"token": token, "token_type": "Bearer", "expires_in": ttl}
 
     app.route("POST", "/api/auth/login", login)
-    threading.Thread(target=common.retry_forever, args=("schema setup", init, app.stopping), daemon=True).start()
+    threading.Thread(target=server.retry_forever, args=("schema setup", init, app.stopping), daemon=True).start()
     return app

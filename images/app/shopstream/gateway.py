@@ -11,7 +11,7 @@ import socket
 import time
 import uuid
 
-from . import common
+from . import clients, config, ratelimit, server, tokens, websocket
 
 LOG = logging.getLogger("shopstream.gateway")
 FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept", "Accept-Language", "User-Agent")
@@ -23,7 +23,7 @@ REDIS_RETRY_SECONDS = 1.0
 
 
 def upstream(name):
-    return common.env(f"{name.upper()}_HOST", name), common.env_int(f"{name.upper()}_PORT", 8080, 1)
+    return config.env(f"{name.upper()}_HOST", name), config.env_int(f"{name.upper()}_PORT", 8080, 1)
 
 
 def client_address(peer, forwarded_for, trusted_hops):
@@ -35,23 +35,23 @@ def client_address(peer, forwarded_for, trusted_hops):
 
 
 def build():
-    verify_token = common.token_verifier()
-    window = common.env_int("RATE_LIMIT_WINDOW_SECONDS", 60, 1)
-    redis = common.redis_client()
+    verify_token = tokens.token_verifier()
+    window = config.env_int("RATE_LIMIT_WINDOW_SECONDS", 60, 1)
+    redis = clients.redis_client()
     limiters = {
-        "api": common.RateLimiter(redis, common.env_int("RATE_LIMIT_REQUESTS", 100, 1), window),
-        "login": common.RateLimiter(redis, common.env_int("RATE_LIMIT_LOGIN_REQUESTS", 10, 1), window),
+        "api": ratelimit.RateLimiter(redis, config.env_int("RATE_LIMIT_REQUESTS", 100, 1), window),
+        "login": ratelimit.RateLimiter(redis, config.env_int("RATE_LIMIT_LOGIN_REQUESTS", 10, 1), window),
     }
-    local = {name: common.LocalRateLimiter(limiter.limit, window) for name, limiter in limiters.items()}
+    local = {name: ratelimit.LocalRateLimiter(limiter.limit, window) for name, limiter in limiters.items()}
     redis_retry_at = [0.0]  # monotonic time before which the limiters count locally
-    trusted_hops = common.env_int("TRUSTED_PROXY_HOPS", 0)
-    timeout = common.env_int("UPSTREAM_TIMEOUT_SECONDS", 15, 1)
+    trusted_hops = config.env_int("TRUSTED_PROXY_HOPS", 0)
+    timeout = config.env_int("UPSTREAM_TIMEOUT_SECONDS", 15, 1)
     # Per address of an upstream's name (dnsrr: one per task). A task whose node is gone keeps its
     # address in DNS until the swarm marks it down: a connection to it is given up after this, and
     # the next address tried, rather than the request waiting out `timeout` there.
-    connect_timeout = common.env_int("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 2, 1)
+    connect_timeout = config.env_int("UPSTREAM_CONNECT_TIMEOUT_SECONDS", 2, 1)
     upstreams = {name: upstream(name) for name in ("auth", "product", "order", "notification")}
-    app = common.App("gateway")
+    app = server.App("gateway")
 
     def redis_ping():
         return redis.ping()  # redis.ping is looked up at each check, not bound once: the tests stand in a failing one
@@ -62,12 +62,12 @@ def build():
     def admit(req, bucket, needs_auth):
         """(claims, token, via_protocol): the verified claims and their token (None for an anonymous request that
         needs none); HTTPError 429 or 401."""
-        token, via_protocol = common.bearer_token(req.headers)
+        token, via_protocol = tokens.bearer_token(req.headers)
         claims, reason = None, "no token"
         if token:
             try:
                 claims = verify_token(token)
-            except common.JWTError as exc:
+            except tokens.JWTError as exc:
                 reason = str(exc)
         client = (
             req.client
@@ -95,11 +95,11 @@ def build():
             allowed, _remaining, retry_after = local[bucket].check(key, bucket)
         if not allowed:
             app.metrics.inc("shopstream_gateway_rate_limited_total", "Requests refused with 429.", bucket=bucket)
-            raise common.HTTPError(429, "too many requests", {"Retry-After": str(retry_after)})
+            raise server.HTTPError(429, "too many requests", {"Retry-After": str(retry_after)})
         if needs_auth and claims is None:
             app.metrics.inc("shopstream_gateway_auth_failures_total", "Requests refused with 401.")
             LOG.info("unauthorized", extra={"path": req.path, "reason": reason, "client": client})
-            raise common.HTTPError(
+            raise server.HTTPError(
                 401, "a valid bearer token is required", {"WWW-Authenticate": 'Bearer error="invalid_token"'}
             )
         return claims, (token if claims else None), via_protocol
@@ -122,9 +122,9 @@ def build():
             resp = conn.getresponse()
             data = resp.read()
         except socket.timeout:
-            raise common.HTTPError(504, f"{name} did not answer in time") from None
+            raise server.HTTPError(504, f"{name} did not answer in time") from None
         except OSError:
-            raise common.HTTPError(502, f"{name} is unavailable") from None
+            raise server.HTTPError(502, f"{name} is unavailable") from None
         finally:
             conn.close()
             app.metrics.observe(
@@ -144,16 +144,16 @@ def build():
 
         return handler
 
-    def websocket(req):
+    def relay_websocket(req):
         _claims, token, via_protocol = admit(req, "api", True)
         key = req.headers.get("Sec-WebSocket-Key", "")
         if "websocket" not in req.headers.get("Upgrade", "").lower() or len(key) != 24:
-            raise common.HTTPError(426, "a WebSocket upgrade is required", {"Sec-WebSocket-Version": "13"})
+            raise server.HTTPError(426, "a WebSocket upgrade is required", {"Sec-WebSocket-Version": "13"})
         host, port = upstreams["notification"]
         try:
             up = socket.create_connection((host, port), timeout=5)
         except OSError:
-            raise common.HTTPError(502, "notification is unavailable") from None
+            raise server.HTTPError(502, "notification is unavailable") from None
         try:
             lines = [
                 f"GET {req.path} HTTP/1.1",
@@ -171,11 +171,11 @@ def build():
             while b"\r\n\r\n" not in head:
                 chunk = up.recv(4096)
                 if not chunk or len(head) > 16384:
-                    raise common.HTTPError(502, "notification closed the handshake")
+                    raise server.HTTPError(502, "notification closed the handshake")
                 head += chunk
             status = head.split(b" ", 2)[1] if head.startswith(b"HTTP/1.1 ") else b""
             if status != b"101":
-                raise common.HTTPError(502, f"notification refused the WebSocket ({status.decode(errors='replace')})")
+                raise server.HTTPError(502, f"notification refused the WebSocket ({status.decode(errors='replace')})")
             handler = req.handler
             handler.close_connection = True
             downstream = handler.connection
@@ -198,10 +198,10 @@ def build():
                     return
                 peers[sock].sendall(data)
         with contextlib.suppress(OSError):  # draining: tell the browser to reconnect (to another gateway)
-            downstream.sendall(common.ws_encode(common.OP_CLOSE, (1001).to_bytes(2, "big")))
+            downstream.sendall(websocket.ws_encode(websocket.OP_CLOSE, (1001).to_bytes(2, "big")))
 
     app.route("*", r"/api/auth/.*", route_to("auth", "login", needs_auth=False), label="/api/auth/*")
     app.route("*", r"/api/products(/.*)?", route_to("product"), label="/api/products*")
     app.route("*", r"/api/orders(/.*)?", route_to("order"), label="/api/orders*")
-    app.route("GET", r"/api/notifications/ws", websocket)
+    app.route("GET", r"/api/notifications/ws", relay_websocket)
     return app

@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 
-from . import common
+from . import clients, events, server, tokens, websocket
 
 LOG = logging.getLogger("shopstream.notification")
 PING_EVERY = 20.0
@@ -24,17 +24,17 @@ class Client:
 
     def send(self, opcode, payload=b""):
         with self.wlock:
-            self.sock.sendall(common.ws_encode(opcode, payload))
+            self.sock.sendall(websocket.ws_encode(opcode, payload))
 
     def read_loop(self):
         """Answers pings and closes; what clients send otherwise is ignored."""
         try:
             while not self.closed.is_set():
-                opcode, payload = common.ws_read(self.rfile.read)
-                if opcode == common.OP_PING:
-                    self.send(common.OP_PONG, payload)
-                elif opcode == common.OP_CLOSE:
-                    self.send(common.OP_CLOSE, payload[:2])
+                opcode, payload = websocket.ws_read(self.rfile.read)
+                if opcode == websocket.OP_PING:
+                    self.send(websocket.OP_PONG, payload)
+                elif opcode == websocket.OP_CLOSE:
+                    self.send(websocket.OP_CLOSE, payload[:2])
                     break
         except (EOFError, OSError, ValueError):
             pass
@@ -52,9 +52,9 @@ class Hub:
 
     def remove(self, client):
         with self.lock:
-            clients = self.clients.get(client.user, set())
-            clients.discard(client)
-            if not clients:
+            held = self.clients.get(client.user, set())
+            held.discard(client)
+            if not held:
                 self.clients.pop(client.user, None)
 
     def count(self):
@@ -84,8 +84,8 @@ class Hub:
 
 
 def build():
-    params = common.rabbitmq_parameters()
-    app = common.App("notification", verify_token=common.token_verifier())
+    params = clients.rabbitmq_parameters()
+    app = server.App("notification", verify_token=tokens.token_verifier())
     hub = Hub()
     state = {"connected": False}
     app.metrics.gauge_fn("shopstream_notification_clients", "Connected WebSocket clients.", hub.count)
@@ -108,19 +108,19 @@ def build():
                 conn = pika.BlockingConnection(params)
                 try:
                     channel = conn.channel()
-                    common.declare_order_topology(channel)
+                    events.declare_order_topology(channel)
                     channel.basic_qos(prefetch_count=50)
                     state["connected"], delay = True, 0.5
                     app.ready.set()
-                    LOG.info("consuming", extra={"queue": common.NOTIFICATION_QUEUE})
-                    for method, _props, body in channel.consume(common.NOTIFICATION_QUEUE, inactivity_timeout=1):
+                    LOG.info("consuming", extra={"queue": events.NOTIFICATION_QUEUE})
+                    for method, _props, body in channel.consume(events.NOTIFICATION_QUEUE, inactivity_timeout=1):
                         if app.stopping.is_set():
                             break
                         if method is None:
                             continue
                         try:
-                            event = common.parse_order_event(body)
-                        except common.EventError as exc:
+                            event = events.parse_order_event(body)
+                        except events.EventError as exc:
                             LOG.warning("event rejected", extra={"error": str(exc)})
                             channel.basic_nack(method.delivery_tag, requeue=False)
                             continue
@@ -148,21 +148,21 @@ def build():
                 app.stopping.wait(delay)
                 delay = min(10.0, delay * 2)
 
-    def websocket(req):
+    def open_websocket(req):
         headers = req.headers
         if "websocket" not in headers.get("Upgrade", "").lower() or headers.get("Sec-WebSocket-Version") != "13":
-            raise common.HTTPError(426, "a WebSocket (version 13) upgrade is required", {"Sec-WebSocket-Version": "13"})
+            raise server.HTTPError(426, "a WebSocket (version 13) upgrade is required", {"Sec-WebSocket-Version": "13"})
         key = headers.get("Sec-WebSocket-Key", "")
         if len(key) != 24:
-            raise common.HTTPError(400, "bad Sec-WebSocket-Key")
+            raise server.HTTPError(400, "bad Sec-WebSocket-Key")
         if app.draining:
-            raise common.HTTPError(503, "draining")
+            raise server.HTTPError(503, "draining")
         handler = req.handler
         handler.close_connection = True
         handler.send_response(101)
         handler.send_header("Upgrade", "websocket")
         handler.send_header("Connection", "Upgrade")
-        handler.send_header("Sec-WebSocket-Accept", common.ws_accept(key))
+        handler.send_header("Sec-WebSocket-Accept", websocket.ws_accept(key))
         offered = [p.strip() for p in headers.get("Sec-WebSocket-Protocol", "").split(",")]
         if "bearer" in offered:
             handler.send_header("Sec-WebSocket-Protocol", "bearer")
@@ -177,12 +177,12 @@ def build():
         try:
             while not client.closed.is_set() and not app.draining:
                 with contextlib.suppress(queue.Empty):
-                    client.send(common.OP_TEXT, client.queue.get(timeout=0.5))
+                    client.send(websocket.OP_TEXT, client.queue.get(timeout=0.5))
                 if time.monotonic() - last_ping > PING_EVERY:  # its pong keeps the read side alive
-                    client.send(common.OP_PING)
+                    client.send(websocket.OP_PING)
                     last_ping = time.monotonic()
             if app.draining and not client.closed.is_set():
-                client.send(common.OP_CLOSE, (1001).to_bytes(2, "big") + b"server shutting down")
+                client.send(websocket.OP_CLOSE, (1001).to_bytes(2, "big") + b"server shutting down")
         except OSError:
             pass
         finally:
@@ -193,6 +193,6 @@ def build():
             LOG.info("client disconnected", extra={"user": req.user})
         return None
 
-    app.route("GET", "/api/notifications/ws", websocket, user=True)
+    app.route("GET", "/api/notifications/ws", open_websocket, user=True)
     threading.Thread(target=consume, daemon=True).start()
     return app

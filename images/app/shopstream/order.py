@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 import uuid
 
-from . import common
+from . import clients, config, events, server, tokens
 
 LOG = logging.getLogger("shopstream.order")
 SCHEMA = (
@@ -42,12 +42,12 @@ RELAY_BATCH = 50
 def validate(data):
     items = data.get("items")
     if not isinstance(items, list) or not 1 <= len(items) <= 50:
-        raise common.HTTPError(400, "items must be a list of 1 to 50 {product_id, quantity}")
+        raise server.HTTPError(400, "items must be a list of 1 to 50 {product_id, quantity}")
     merged = {}
     for item in items:
         pid, qty = (item.get("product_id"), item.get("quantity", 1)) if isinstance(item, dict) else (None, None)
         if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (pid, qty)) or qty > 1000:
-            raise common.HTTPError(400, "each item needs a positive integer product_id and quantity (at most 1000)")
+            raise server.HTTPError(400, "each item needs a positive integer product_id and quantity (at most 1000)")
         merged[pid] = merged.get(pid, 0) + qty
     return [{"product_id": pid, "quantity": qty} for pid, qty in sorted(merged.items())]
 
@@ -56,7 +56,7 @@ def reserve_inventory(items, products):
     """Mock: the stock figure is checked, not decremented."""
     for item in items:
         if products[item["product_id"]]["stock"] < item["quantity"]:
-            raise common.HTTPError(409, f"product {item['product_id']} has not enough stock")
+            raise server.HTTPError(409, f"product {item['product_id']} has not enough stock")
 
 
 def charge_payment(user, total_cents):
@@ -78,7 +78,7 @@ class Publisher:
             self.conn = pika.BlockingConnection(self.params)
             self.channel = self.conn.channel()
             self.channel.confirm_delivery()
-            common.declare_order_topology(self.channel)
+            events.declare_order_topology(self.channel)
         return self.channel
 
     def _close(self):
@@ -98,7 +98,7 @@ class Publisher:
             for attempt in (1, 2):  # a connection the broker closed while idle is reopened once
                 try:
                     self._open().basic_publish(
-                        common.ORDER_EXCHANGE, common.ORDER_CREATED, body, properties=props, mandatory=True
+                        events.ORDER_EXCHANGE, events.ORDER_CREATED, body, properties=props, mandatory=True
                     )
                     return
                 except pika.exceptions.AMQPError:
@@ -140,7 +140,7 @@ class Relay:
     def drain(self):
         """Publish every outbox row there is; returns how many."""
         sent = 0
-        conn = common.mysql_connect(self.db)
+        conn = clients.mysql_connect(self.db)
         try:
             with conn.cursor() as cur:
                 # Row locks only: under REPEATABLE READ, FOR UPDATE would also lock the gap after the
@@ -199,11 +199,11 @@ class Relay:
 
 
 def build():
-    db = common.mysql_config()
-    product_url = f"http://{common.env('PRODUCT_HOST', 'product')}:{common.env_int('PRODUCT_PORT', 8080, 1)}"
-    publisher = Publisher(common.rabbitmq_parameters())
-    app = common.App("order", verify_token=common.token_verifier())
-    app.health_checks["mariadb"] = lambda: common.mysql_ping(db)
+    db = clients.mysql_config()
+    product_url = f"http://{config.env('PRODUCT_HOST', 'product')}:{config.env_int('PRODUCT_PORT', 8080, 1)}"
+    publisher = Publisher(clients.rabbitmq_parameters())
+    app = server.App("order", verify_token=tokens.token_verifier())
+    app.health_checks["mariadb"] = lambda: clients.mysql_ping(db)
     # Orders are placed without the broker (the outbox keeps their events): /healthz is "degraded",
     # not failing, while RabbitMQ is away, so Traefik keeps every order replica.
     app.optional_checks["rabbitmq"] = publisher.ping
@@ -211,7 +211,7 @@ def build():
     app.on_stop.append(publisher.close)
 
     def init():
-        conn = common.mysql_connect(db)
+        conn = clients.mysql_connect(db)
         try:
             with conn.cursor() as cur:
                 for statement in SCHEMA:
@@ -232,23 +232,23 @@ def build():
                 return json.load(resp)
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
-                raise common.HTTPError(400, f"no product {pid}") from None
+                raise server.HTTPError(400, f"no product {pid}") from None
             if exc.code == 503:  # its database cannot answer for a moment: so says order, with its Retry-After
-                retry = exc.headers.get("Retry-After") or common.UNAVAILABLE_RETRY_AFTER
-                raise common.HTTPError(503, "product unavailable for a moment", {"Retry-After": retry}) from None
-            raise common.HTTPError(502, "product service error") from None
+                retry = exc.headers.get("Retry-After") or server.UNAVAILABLE_RETRY_AFTER
+                raise server.HTTPError(503, "product unavailable for a moment", {"Retry-After": retry}) from None
+            raise server.HTTPError(502, "product service error") from None
         except OSError:
-            raise common.HTTPError(503, "product service unavailable") from None
+            raise server.HTTPError(503, "product service unavailable") from None
 
     def create_order(req):
         if not app.ready.is_set():
-            raise common.HTTPError(503, "starting")
+            raise server.HTTPError(503, "starting")
         items = validate(req.json())
         products = {i["product_id"]: fetch_product(i["product_id"], req.token) for i in items}
         reserve_inventory(items, products)
         total = sum(products[i["product_id"]]["price_cents"] * i["quantity"] for i in items)
         payment_ref = charge_payment(req.user, total)
-        conn = common.mysql_connect(db)
+        conn = clients.mysql_connect(db)
         try:
             with conn.cursor() as cur:
                 cur.execute(
@@ -263,7 +263,7 @@ def build():
                     "total_cents": total,
                     "status": "confirmed",
                 }
-                event = common.make_order_event(order)
+                event = events.make_order_event(order)
                 cur.execute("INSERT INTO order_outbox (event) VALUES (%s)", (json.dumps(event, separators=(",", ":")),))
             conn.commit()
         finally:
@@ -275,8 +275,8 @@ def build():
 
     def list_orders(req):
         if not app.ready.is_set():
-            raise common.HTTPError(503, "starting")
-        conn = common.mysql_connect(db)
+            raise server.HTTPError(503, "starting")
+        conn = clients.mysql_connect(db)
         try:
             with conn.cursor() as cur:
                 cur.execute(
@@ -294,6 +294,6 @@ def build():
 
     app.route("POST", "/api/orders", create_order, user=True)
     app.route("GET", "/api/orders", list_orders, user=True)
-    threading.Thread(target=common.retry_forever, args=("startup", init, app.stopping), daemon=True).start()
+    threading.Thread(target=server.retry_forever, args=("startup", init, app.stopping), daemon=True).start()
     threading.Thread(target=relay.run, daemon=True).start()
     return app

@@ -4,7 +4,7 @@ platform's verify journey) is sold and found by its id, but never listed in the 
 import logging
 import threading
 
-from . import common
+from . import clients, server, tokens
 
 LOG = logging.getLogger("shopstream.product")
 SCHEMA = """
@@ -29,14 +29,14 @@ def validate(data):
     description = data.get("description") or None
     listed = data.get("listed", True)
     if not isinstance(listed, bool):
-        raise common.HTTPError(400, "listed must be true or false")
+        raise server.HTTPError(400, "listed must be true or false")
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        raise common.HTTPError(400, "name must be a non-empty string of at most 200 characters")
+        raise server.HTTPError(400, "name must be a non-empty string of at most 200 characters")
     for field, value in (("price_cents", price), ("stock", stock)):
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10**9:
-            raise common.HTTPError(400, f"{field} must be an integer between 0 and 10^9")
+            raise server.HTTPError(400, f"{field} must be an integer between 0 and 10^9")
     if description is not None and (not isinstance(description, str) or len(description) > 2000):
-        raise common.HTTPError(400, "description must be a string of at most 2000 characters")
+        raise server.HTTPError(400, "description must be a string of at most 2000 characters")
     return name.strip(), description, price, stock, listed
 
 
@@ -46,14 +46,14 @@ def shown(row):
 
 
 def build():
-    db = common.mysql_config()
-    app = common.App("product", verify_token=common.token_verifier())
-    app.health_checks["mariadb"] = lambda: common.mysql_ping(db)
+    db = clients.mysql_config()
+    app = server.App("product", verify_token=tokens.token_verifier())
+    app.health_checks["mariadb"] = lambda: clients.mysql_ping(db)
 
     def query(sql, args=(), write=False):
         if not app.ready.is_set():
-            raise common.HTTPError(503, "starting")
-        conn = common.mysql_connect(db)
+            raise server.HTTPError(503, "starting")
+        conn = clients.mysql_connect(db)
         try:
             with conn.cursor() as cur:
                 cur.execute(sql, args)
@@ -64,7 +64,7 @@ def build():
             conn.close()
 
     def init():
-        conn = common.mysql_connect(db)
+        conn = clients.mysql_connect(db)
         try:
             with conn.cursor() as cur:
                 cur.execute(SCHEMA)
@@ -84,7 +84,7 @@ def build():
     def get_product(req):
         rows = query(f"SELECT {COLUMNS} FROM products WHERE id=%s", (int(req.params["id"]),))  # noqa: S608
         if not rows:
-            raise common.HTTPError(404, "no such product")
+            raise server.HTTPError(404, "no such product")
         return 200, shown(rows[0])
 
     def create_product(req):
@@ -103,5 +103,5 @@ def build():
     app.route("GET", "/api/products", list_products, user=True)
     app.route("POST", "/api/products", create_product, user=True)
     app.route("GET", r"/api/products/(?P<id>[0-9]{1,9})", get_product, label="/api/products/{id}", user=True)
-    threading.Thread(target=common.retry_forever, args=("schema setup", init, app.stopping), daemon=True).start()
+    threading.Thread(target=server.retry_forever, args=("schema setup", init, app.stopping), daemon=True).start()
     return app

@@ -5,7 +5,7 @@ import sys
 import types
 
 import pytest
-from shopstream import common
+from shopstream import events, server
 
 ORDER = {
     "id": 42,
@@ -60,23 +60,23 @@ def fake_pika(monkeypatch):
 def test_order_publishes_what_notification_accepts(fake_pika):
     from shopstream import notification, order
 
-    event = common.make_order_event(ORDER, now=1_700_000_000)
+    event = events.make_order_event(ORDER, now=1_700_000_000)
     order.Publisher(params=None).publish(event)
 
     declared = [c for c in fake_pika.calls if c[0] in ("exchange_declare", "queue_declare", "queue_bind")]
     assert (
         "queue_bind",
         (),
-        {"queue": common.NOTIFICATION_QUEUE, "exchange": common.ORDER_EXCHANGE, "routing_key": common.ORDER_CREATED},
+        {"queue": events.NOTIFICATION_QUEUE, "exchange": events.ORDER_EXCHANGE, "routing_key": events.ORDER_CREATED},
     ) in declared
     assert ("confirm_delivery", (), {}) in fake_pika.calls
     (publish,) = [c for c in fake_pika.calls if c[0] == "basic_publish"]
     exchange, routing_key, body = publish[1]
-    assert (exchange, routing_key) == (common.ORDER_EXCHANGE, common.ORDER_CREATED)
+    assert (exchange, routing_key) == (events.ORDER_EXCHANGE, events.ORDER_CREATED)
     assert publish[2]["mandatory"] is True
     assert publish[2]["properties"]["delivery_mode"] == 2  # persistent
 
-    consumed = common.parse_order_event(body)  # what notification's consumer does with the body
+    consumed = events.parse_order_event(body)  # what notification's consumer does with the body
     assert consumed == json.loads(json.dumps(event))
     assert consumed["occurred_at"] == "2023-11-14T22:13:20+00:00"
 
@@ -111,7 +111,7 @@ def test_publisher_reopens_a_lost_connection_once(fake_pika, monkeypatch):
     publisher._open()
     monkeypatch.setattr(publisher.channel, "basic_publish", flaky_publish, raising=False)
     fake_pika.basic_publish = flaky_publish
-    publisher.publish(common.make_order_event(ORDER))
+    publisher.publish(events.make_order_event(ORDER))
     assert len(attempts) == 2
 
 
@@ -128,14 +128,14 @@ class FakeClient:
         b"not json",
         b"[]",
         json.dumps({"type": "order.cancelled", "version": 1}).encode(),
-        json.dumps({**common.make_order_event(ORDER), "version": 2}).encode(),
-        json.dumps({**common.make_order_event(ORDER), "user": None}).encode(),
-        json.dumps({**common.make_order_event(ORDER), "order": {"id": "42"}}).encode(),
+        json.dumps({**events.make_order_event(ORDER), "version": 2}).encode(),
+        json.dumps({**events.make_order_event(ORDER), "user": None}).encode(),
+        json.dumps({**events.make_order_event(ORDER), "order": {"id": "42"}}).encode(),
     ],
 )
 def test_notification_rejects_other_messages(body):
-    with pytest.raises(common.EventError):
-        common.parse_order_event(body)
+    with pytest.raises(events.EventError):
+        events.parse_order_event(body)
 
 
 def test_order_validation_merges_items_and_rejects_nonsense():
@@ -151,7 +151,7 @@ def test_order_validation_merges_items_and_rejects_nonsense():
         {"items": [{"product_id": True}]},
         {"items": ["x"]},
     ):
-        with pytest.raises(common.HTTPError) as err:
+        with pytest.raises(server.HTTPError) as err:
             order.validate(bad)
         assert err.value.status == 400
 
@@ -161,6 +161,6 @@ def test_mock_inventory_refuses_more_than_the_stock():
 
     products = {1: {"stock": 2}}
     order.reserve_inventory([{"product_id": 1, "quantity": 2}], products)
-    with pytest.raises(common.HTTPError) as err:
+    with pytest.raises(server.HTTPError) as err:
         order.reserve_inventory([{"product_id": 1, "quantity": 3}], products)
     assert err.value.status == 409

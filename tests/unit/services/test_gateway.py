@@ -7,7 +7,7 @@ import threading
 
 import pytest
 from services_fakes import FakeRedis
-from shopstream import common, gateway
+from shopstream import clients, config, gateway, server, tokens
 
 KEY = "g" * 40
 
@@ -34,8 +34,8 @@ def stack(secrets_dir, monkeypatch):
     (secrets_dir / "jwt_signing_key").write_text(KEY)
     (secrets_dir / "redis_password").write_text("unused")
     redis = FakeRedis()
-    monkeypatch.setattr(common, "redis_client", lambda: redis)
-    upstream = common.App("upstream", verify_token=common.token_verifier([KEY], "shopstream-auth"))
+    monkeypatch.setattr(clients, "redis_client", lambda: redis)
+    upstream = server.App("upstream", verify_token=tokens.token_verifier([KEY], "shopstream-auth"))
     seen = []
 
     def echo(req):
@@ -60,7 +60,7 @@ def stack(secrets_dir, monkeypatch):
 
 
 def bearer(sub="demo", key=KEY, ttl=600):
-    return {"Authorization": "Bearer " + common.issue_jwt(key, sub, ttl)}
+    return {"Authorization": "Bearer " + tokens.issue_jwt(key, sub, ttl)}
 
 
 def test_login_needs_no_token_and_is_forwarded(stack):
@@ -154,7 +154,7 @@ def test_unknown_paths_and_upstream_down(stack, monkeypatch):
 def test_an_upstream_address_that_takes_no_connection_is_passed_over_for_the_next(stack, monkeypatch):
     """dnsrr: the name gives one address per task; one whose node is gone is given up after the
     connect timeout (not the request's), and the next is tried."""
-    live = ("127.0.0.1", int(common.env("PRODUCT_PORT", "0")))
+    live = ("127.0.0.1", int(config.env("PRODUCT_PORT", "0")))
     gone = ("127.0.0.1", closed_port())
     resolve, connects = socket.getaddrinfo, []
 
@@ -200,6 +200,6 @@ def test_client_address_takes_the_trusted_proxy_entry():
 
 
 def test_bearer_token_from_header_or_websocket_subprotocol():
-    assert common.bearer_token({"Authorization": "Bearer abc"}) == ("abc", False)
-    assert common.bearer_token({"Sec-WebSocket-Protocol": "bearer, a.b.c"}) == ("a.b.c", True)
-    assert common.bearer_token({"Sec-WebSocket-Protocol": "chat"}) == (None, False)
+    assert tokens.bearer_token({"Authorization": "Bearer abc"}) == ("abc", False)
+    assert tokens.bearer_token({"Sec-WebSocket-Protocol": "bearer, a.b.c"}) == ("a.b.c", True)
+    assert tokens.bearer_token({"Sec-WebSocket-Protocol": "chat"}) == (None, False)

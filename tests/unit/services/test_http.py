@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from shopstream import common
+from shopstream import config, server, websocket
 
 
 def request(app, method, path, body=None, headers=None):
@@ -41,7 +41,7 @@ def serve():
 
 def test_in_flight_request_completes_during_drain(serve, monkeypatch):
     monkeypatch.setenv("DRAIN_TIMEOUT_SECONDS", "10")
-    app = common.App("test")
+    app = server.App("test")
     app.ready.set()
     entered = threading.Event()
 
@@ -69,7 +69,7 @@ def test_in_flight_request_completes_during_drain(serve, monkeypatch):
 
 def test_drain_gives_up_after_its_timeout(serve, monkeypatch):
     monkeypatch.setenv("DRAIN_TIMEOUT_SECONDS", "0")
-    app = common.App("test")
+    app = server.App("test")
     entered = threading.Event()
     app.route("GET", "/hang", lambda req: (entered.set(), time.sleep(3), (200, {}))[2])
     run = serve(app)
@@ -81,7 +81,7 @@ def test_drain_gives_up_after_its_timeout(serve, monkeypatch):
 
 
 def test_healthz_reports_each_dependency(serve):
-    app = common.App("test")
+    app = server.App("test")
     run = serve(app)
     assert request(app, "GET", "/healthz")[0] == 503  # not ready yet
     app.ready.set()
@@ -101,7 +101,7 @@ def test_healthz_reports_each_dependency(serve):
 
 
 def test_routes_errors_and_metrics(serve):
-    app = common.App("test")
+    app = server.App("test")
     app.route("POST", "/echo", lambda req: (201, req.json()))
     app.route("GET", "/boom", lambda req: 1 / 0)
     serve(app)
@@ -139,7 +139,7 @@ def test_a_database_that_cannot_answer_is_a_503_with_retry_after(serve):
 
         return handler
 
-    app = common.App("test")
+    app = server.App("test")
     app.route("GET", "/lost", raising(lost(2013, "Lost connection to MySQL server")))
     app.route("GET", "/wrong", raising(wrong(1064, "You have an error in your SQL")))
     serve(app)
@@ -150,8 +150,8 @@ def test_a_database_that_cannot_answer_is_a_503_with_retry_after(serve):
 
 
 def test_access_log_is_json_without_query_string(capsys):
-    common.setup_logging("test")
-    app = common.App("test")
+    config.setup_logging("test")
+    app = server.App("test")
     app.route("GET", "/x", lambda req: (200, {}))
 
     class Handler:
@@ -169,13 +169,13 @@ def test_access_log_is_json_without_query_string(capsys):
 def test_websocket_frames_round_trip():
     import io
 
-    assert common.ws_accept("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455, 1.3
+    assert websocket.ws_accept("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455, 1.3
     for size in (0, 5, 125, 126, 65535, 65536):
         payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
         for mask in (False, True):
-            frame = common.ws_encode(common.OP_TEXT, payload, mask=mask)
-            assert common.ws_read(io.BytesIO(frame).read, max_size=1 << 20) == (common.OP_TEXT, payload)
+            frame = websocket.ws_encode(websocket.OP_TEXT, payload, mask=mask)
+            assert websocket.ws_read(io.BytesIO(frame).read, max_size=1 << 20) == (websocket.OP_TEXT, payload)
     with pytest.raises(EOFError):
-        common.ws_read(io.BytesIO(b"\x81").read)
+        websocket.ws_read(io.BytesIO(b"\x81").read)
     with pytest.raises(ValueError):
-        common.ws_read(io.BytesIO(common.ws_encode(common.OP_TEXT, b"x" * 200)).read, max_size=100)
+        websocket.ws_read(io.BytesIO(websocket.ws_encode(websocket.OP_TEXT, b"x" * 200)).read, max_size=100)

@@ -10,23 +10,23 @@ import threading
 import types
 
 import pytest
-from shopstream import common
+from shopstream import server, tokens
 
 KEY, PREVIOUS = "k" * 40, "p" * 40
 
 
 def none_token(sub):
-    header = common.b64url_encode(b'{"alg":"none","typ":"JWT"}')
-    claims = common.b64url_encode(f'{{"sub":"{sub}","iat":1,"exp":9999999999,"iss":"shopstream-auth"}}'.encode())
+    header = tokens.b64url_encode(b'{"alg":"none","typ":"JWT"}')
+    claims = tokens.b64url_encode(f'{{"sub":"{sub}","iat":1,"exp":9999999999,"iss":"shopstream-auth"}}'.encode())
     return f"{header}.{claims}."
 
 
 FORGED = {
     "identity header": {"X-Shopstream-User": "demo"},
-    "token of another key": {"Authorization": "Bearer " + common.issue_jwt("x" * 40, "demo", 600)},
+    "token of another key": {"Authorization": "Bearer " + tokens.issue_jwt("x" * 40, "demo", 600)},
     "alg none": {"Authorization": "Bearer " + none_token("demo")},
-    "expired token": {"Authorization": "Bearer " + common.issue_jwt(KEY, "demo", -600)},
-    "another issuer": {"Authorization": "Bearer " + common.issue_jwt(KEY, "demo", 600, issuer="someone")},
+    "expired token": {"Authorization": "Bearer " + tokens.issue_jwt(KEY, "demo", -600)},
+    "another issuer": {"Authorization": "Bearer " + tokens.issue_jwt(KEY, "demo", 600, issuer="someone")},
 }
 ROUTES = {
     "product": [("GET", "/api/products"), ("POST", "/api/products"), ("GET", "/api/products/1")],
@@ -43,7 +43,7 @@ def service(secrets_dir, monkeypatch):
         "rabbitmq_password": "pw",
     }.items():
         (secrets_dir / name).write_text(value)
-    monkeypatch.setattr(common, "retry_forever", lambda *args, **kwargs: None)  # never ready: no database here
+    monkeypatch.setattr(server, "retry_forever", lambda *args, **kwargs: None)  # never ready: no database here
     fake_pika = types.SimpleNamespace(
         ConnectionParameters=lambda **kw: kw, PlainCredentials=lambda user, password: (user, password)
     )
@@ -90,10 +90,10 @@ def test_a_forged_identity_from_the_backend_network_gets_401(service, name):
 def test_a_token_auth_signed_gets_past_the_check(service, name, key):
     app = service(name)
     for method, path in ROUTES[name]:
-        headers = {"Authorization": "Bearer " + common.issue_jwt(key, "demo", 600)}
+        headers = {"Authorization": "Bearer " + tokens.issue_jwt(key, "demo", 600)}
         assert status(app, method, path, headers)[0] in (400, 503), f"{name} {method} {path}"  # not 401
 
 
 def test_a_route_for_verified_callers_needs_a_verifier():
     with pytest.raises(ValueError, match="needs a token verifier"):
-        common.App("lonely").route("GET", "/x", lambda req: (200, {}), user=True)
+        server.App("lonely").route("GET", "/x", lambda req: (200, {}), user=True)

@@ -11,7 +11,7 @@ import threading
 import types
 
 import pytest
-from shopstream import common
+from shopstream import events, tokens, websocket
 
 KEY = "n" * 40
 ORDER = {
@@ -41,7 +41,7 @@ def broker(monkeypatch, secrets_dir):
             acks.append(("nack", tag, requeue))
 
         def consume(self, queue_name, inactivity_timeout=None):
-            assert queue_name == common.NOTIFICATION_QUEUE
+            assert queue_name == events.NOTIFICATION_QUEUE
             tag = 0
             while True:
                 try:
@@ -78,7 +78,7 @@ def ws_connect(address, user):
     """A WebSocket as the gateway opens it: the user's token in Authorization."""
     sock = socket.create_connection(address, timeout=5)
     key = base64.b64encode(os.urandom(16)).decode()
-    token = common.issue_jwt(KEY, user, 600)
+    token = tokens.issue_jwt(KEY, user, 600)
     sock.sendall(
         (
             "GET /api/notifications/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -89,7 +89,7 @@ def ws_connect(address, user):
     while b"\r\n\r\n" not in head:
         head += sock.recv(1)
     assert head.startswith(b"HTTP/1.1 101"), head
-    assert common.ws_accept(key).encode() in head
+    assert websocket.ws_accept(key).encode() in head
     reader = sock.makefile("rb")
     return sock, reader
 
@@ -106,22 +106,22 @@ def test_event_to_websocket_ping_and_drain(broker):
     other, other_reader = ws_connect(app.address, "someone-else")
 
     broker.messages.put(b"garbage")
-    event = common.make_order_event(ORDER)
+    event = events.make_order_event(ORDER)
     broker.messages.put(json.dumps(event).encode())
-    opcode, payload = common.ws_read(reader.read)
-    assert opcode == common.OP_TEXT
+    opcode, payload = websocket.ws_read(reader.read)
+    assert opcode == websocket.OP_TEXT
     pushed = json.loads(payload)
     assert pushed["event_id"] == event["id"] and pushed["order"]["id"] == 7
 
-    sock.sendall(common.ws_encode(common.OP_PING, b"hi", mask=True))
-    assert common.ws_read(reader.read) == (common.OP_PONG, b"hi")
+    sock.sendall(websocket.ws_encode(websocket.OP_PING, b"hi", mask=True))
+    assert websocket.ws_read(reader.read) == (websocket.OP_PONG, b"hi")
     assert broker.acks[:2] == [("nack", 1, False), ("ack", 2)]
 
     app.stopping.set()  # SIGTERM
-    opcode, payload = common.ws_read(reader.read)
-    assert opcode == common.OP_CLOSE and payload[:2] == (1001).to_bytes(2, "big")
-    opcode, _payload = common.ws_read(other_reader.read)
-    assert opcode == common.OP_CLOSE  # the other user got no notification, only the close
+    opcode, payload = websocket.ws_read(reader.read)
+    assert opcode == websocket.OP_CLOSE and payload[:2] == (1001).to_bytes(2, "big")
+    opcode, _payload = websocket.ws_read(other_reader.read)
+    assert opcode == websocket.OP_CLOSE  # the other user got no notification, only the close
     thread.join(10)
     assert result["rc"] == 0
     sock.close()
@@ -130,7 +130,7 @@ def test_event_to_websocket_ping_and_drain(broker):
 
 @pytest.mark.parametrize(
     "credential",
-    ["", "X-Shopstream-User: demo\r\n", f"Authorization: Bearer {common.issue_jwt('x' * 40, 'demo', 600)}\r\n"],
+    ["", "X-Shopstream-User: demo\r\n", f"Authorization: Bearer {tokens.issue_jwt('x' * 40, 'demo', 600)}\r\n"],
     ids=["none", "identity-header", "token-of-another-key"],
 )
 def test_websocket_needs_a_token_it_verifies_itself(broker, credential):

@@ -1,7 +1,7 @@
 """product's input rules: what a new product may carry."""
 
 import pytest
-from shopstream import common, product
+from shopstream import product, server
 
 
 def test_a_product_is_listed_unless_it_says_otherwise():
@@ -19,7 +19,7 @@ def test_a_product_is_listed_unless_it_says_otherwise():
     ],
 )
 def test_bad_products_are_refused_with_400(data, message):
-    with pytest.raises(common.HTTPError) as refused:
+    with pytest.raises(server.HTTPError) as refused:
         product.validate(data)
     assert refused.value.status == 400 and message in str(refused.value)
 

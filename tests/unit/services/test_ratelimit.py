@@ -2,7 +2,7 @@
 
 import pytest
 from services_fakes import Clock, FakeRedis
-from shopstream import common
+from shopstream import ratelimit
 
 
 @pytest.fixture
@@ -16,7 +16,7 @@ def redis(clock):
 
 
 def test_allows_up_to_the_limit_then_refuses(redis, clock):
-    limiter = common.RateLimiter(redis, limit=3, window=60, clock=clock)
+    limiter = ratelimit.RateLimiter(redis, limit=3, window=60, clock=clock)
     results = [limiter.check("ip:10.0.0.1") for _attempt in range(5)]
     assert [allowed for allowed, _remaining, _retry_after in results] == [True, True, True, False, False]
     assert [remaining for _allowed, remaining, _retry_after in results] == [2, 1, 0, 0, 0]
@@ -25,7 +25,7 @@ def test_allows_up_to_the_limit_then_refuses(redis, clock):
 
 
 def test_clients_and_buckets_are_counted_apart(redis, clock):
-    limiter = common.RateLimiter(redis, limit=1, window=60, clock=clock)
+    limiter = ratelimit.RateLimiter(redis, limit=1, window=60, clock=clock)
     assert limiter.check("ip:10.0.0.1")[0]
     assert not limiter.check("ip:10.0.0.1")[0]
     assert limiter.check("ip:10.0.0.2")[0]
@@ -34,7 +34,7 @@ def test_clients_and_buckets_are_counted_apart(redis, clock):
 
 
 def test_next_window_starts_afresh(redis, clock):
-    limiter = common.RateLimiter(redis, limit=2, window=60, clock=clock)
+    limiter = ratelimit.RateLimiter(redis, limit=2, window=60, clock=clock)
     for _attempt in range(3):
         limiter.check("ip:1")
     assert not limiter.check("ip:1")[0]
@@ -43,7 +43,7 @@ def test_next_window_starts_afresh(redis, clock):
 
 
 def test_keys_expire_so_redis_does_not_grow(redis, clock):
-    limiter = common.RateLimiter(redis, limit=5, window=60, clock=clock)
+    limiter = ratelimit.RateLimiter(redis, limit=5, window=60, clock=clock)
     limiter.check("ip:1")
     (key,) = redis.data
     assert key.startswith("shopstream:ratelimit:api:ip:1:")
@@ -59,4 +59,4 @@ def test_redis_errors_reach_the_caller(clock):
             raise ConnectionError("redis is down")
 
     with pytest.raises(ConnectionError):
-        common.RateLimiter(Down(), limit=1, window=60, clock=clock).check("ip:1")
+        ratelimit.RateLimiter(Down(), limit=1, window=60, clock=clock).check("ip:1")
