@@ -3,13 +3,12 @@
 - the role through `ansible-playbook -i localhost, tests/configs/render.yml` with
   `configs_validate: skip` (render, then syntax and structure only; no swarm, nothing created):
   the defaults pass, and bad settings are refused before rendering;
-- the syntax checker (roles/configs/files/validate_configs.py) on small hand-written configs.
+- the syntax checker (the config_syntax action plugin's checks) on small hand-written configs.
 
 The tools (nginx, promtool, amtool, Traefik) run inside the platform's images:
 tests/integration/test_configs.py checks them there.
 """
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,18 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.shopstream.swarm.plugins.action import config_syntax
+
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "configs"
 PLAYBOOK = REPO / "tests" / "configs" / "render.yml"
 BIN = Path(sys.executable).parent
-
-# The checker is a script the role runs, not a package: load it by path, leaving no __pycache__
-# inside the role (it would be shipped with the collection).
-_spec = importlib.util.spec_from_file_location("validate_configs", ROLE / "files" / "validate_configs.py")
-validate_configs = importlib.util.module_from_spec(_spec)
-_dont_write, sys.dont_write_bytecode = sys.dont_write_bytecode, True
-_spec.loader.exec_module(validate_configs)
-sys.dont_write_bytecode = _dont_write
 
 KEYS = [
     "traefik",
@@ -108,7 +101,7 @@ def check(key, check_kind, target, content, mode="required"):
         "configs": [{"key": key, "check": check_kind, "target": target, "image": "component"}],
         "contents": {key: content},
     }
-    return validate_configs.validate(spec)
+    return config_syntax.validate(spec)
 
 
 TRAEFIK_OK = "entryPoints:\n  web:\n    address: ':80'\nping: {}\nproviders:\n  swarm:\n    exposedByDefault: false\n"

@@ -1,27 +1,19 @@
 # Copyright (c) 2025, ShopStream platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Check the syntax and structure of rendered platform configs (the configs role runs this).
+"""Check the syntax and structure of the platform's rendered configs, on the controller.
 
-Reads one JSON object on standard input:
-    {"mode": "required|auto|skip", "prefix": "shopstream_",
-     "configs": [{"key", "target", "check", "image"?}, ...], "contents": {key: rendered text}}
-Parses each config (YAML, JSON; nginx's is left to nginx) and checks the structure the
-component needs. The real tools (nginx, promtool, amtool, Traefik) do not run here: the
-config_check module runs them inside each component's image, for the configs listed in
-"tool_checks".
-
-Prints one JSON object: {"checked": [{key, tools}], "skipped": [{key, tool, reason}],
-"errors": [{key, name, target, tool, message}], "tool_checks": [{key, name, check, target,
-image}], "syntax_checked": [key]}; exits 0 unless this script itself fails. Runs with the
-controller's Python (ansible_playbook_python), which has PyYAML since ansible-core needs it.
+Documented in plugins/modules/config_syntax.py. Parses each config (YAML, JSON; nginx's is left
+to nginx) and checks the structure its component needs. The real tools (nginx, promtool, amtool,
+Traefik) do not run here: the config_check module runs them inside each component's image, for
+the configs this returns in ``tool_checks``. Reads and returns; changes nothing.
 """
 
 import json
 import re
-import sys
 
 import yaml
+from ansible.plugins.action import ActionBase
 
 # Which tool checks what (in the component's image, by the config_check module).
 TOOL_OF = {
@@ -141,15 +133,36 @@ def validate(spec):
             result["skipped"].append({"key": key, "tool": tool, "reason": "configs_validate is skip"})
         else:
             result["tool_checks"].append(
-                {"key": key, "name": name, "check": check, "target": config["target"], "image": config["image"]}
+                {"key": key, "name": name, "check": check, "target": config["target"], "image": config.get("image")}
             )
     return result
 
 
-def main():
-    spec = json.load(sys.stdin)
-    print(json.dumps(validate(spec)))
+ARGUMENT_SPEC = {
+    # Entries of the configs role's catalog, as they are (it keeps more keys than these).
+    "configs": {"type": "list", "elements": "dict", "required": True},
+    "contents": {"type": "dict", "required": True},
+    "mode": {"type": "str", "default": "auto", "choices": ["required", "auto", "skip"]},
+    "prefix": {"type": "str", "default": ""},
+}
 
 
-if __name__ == "__main__":
-    main()
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _supports_check_mode = True
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        incomplete = [
+            str(c.get("key", c)) for c in args["configs"] if not all(c.get(k) for k in ("key", "target", "check"))
+        ]
+        if incomplete:
+            msg = f"config_syntax: each config needs key, target and check; these do not: {', '.join(incomplete)}."
+            return dict(result, failed=True, msg=msg)
+        missing = [c["key"] for c in args["configs"] if c["key"] not in args["contents"]]
+        if missing:
+            return dict(result, failed=True, msg=f"config_syntax: no rendered content for {', '.join(missing)}.")
+        result.update(validate(args))
+        result["changed"] = False
+        return result
