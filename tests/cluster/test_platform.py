@@ -908,7 +908,10 @@ def offer_a_rebuilt_engine():
         f'[ -n "$deb" ] || {{ apt-get download -q docker.io={base} >/dev/null && deb=$(ls docker.io_*.deb); }}; '
         f'dpkg-deb -R "$deb" pkg; sed -i "s/^Version: .*/Version: {new}/" pkg/DEBIAN/control; '
         f"dpkg-deb -Zgzip -z1 -b pkg {ENGINE_REPO}/ >/dev/null; cd {ENGINE_REPO}; "
-        f"ls docker.io_*.deb | grep -v '_{new}_' | xargs -r rm; dpkg-scanpackages . /dev/null 2>/dev/null > Packages; "
+        f"ls docker.io_*.deb | grep -v '_{new}_' | xargs -r rm; f=$(ls docker.io_*.deb); "
+        # The index apt reads (dpkg-scanpackages' fields), with dpkg alone: a node has no dpkg-dev.
+        f'{{ dpkg-deb -f "$f"; printf "Filename: ./%s\\nSize: %s\\nSHA256: %s\\n\\n" "$f" "$(stat -c %s "$f")" '
+        f'"$(sha256sum "$f" | cut -d" " -f1)"; }} > Packages; '
         f"rm -rf /tmp/engine"
     )
     node_exec("manager1", "sh", "-c", build)
