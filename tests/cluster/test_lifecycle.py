@@ -221,6 +221,7 @@ def test_site_changes_nothing_while_the_first_manager_is_down(inventories):
         docker("start", "manager1")
     unlocked("manager1", inventories)
     wait_for("manager1 is back in Raft", lambda: nodes("manager2")["manager1"][:3] == ("ready", "active", "reachable"))
+    runs_its_tasks_again("manager1")
 
 
 def unlocked(manager, inventories):
@@ -234,6 +235,19 @@ def unlocked(manager, inventories):
     key = node_exec("manager2", "docker", "swarm", "unlock-key", "-q").strip()
     assert key not in run.out
     assert swarm_of(manager)["LocalNodeState"] == "active"
+
+
+def runs_its_tasks_again(node):
+    """A manager back from an engine stop runs its tasks again (manager1's are the edge): every
+    service at its replicas, or the node's tasks and their errors are shown."""
+
+    def whole():
+        out = node_exec("manager2", "docker", "service", "ls", "--format", "{{.Replicas}}")
+        return all(a == b for a, _slash, b in (line.split()[0].partition("/") for line in out.splitlines()))
+
+    tasks = ("docker", "node", "ps", node, "--no-trunc")
+    wait_for(f"{node} runs its tasks again: every service at its replicas", whole,
+             explain=lambda: node_exec("manager2", *tasks, check=False))  # fmt: skip
 
 
 def test_a_removal_that_would_break_quorum_is_refused(inventories):
@@ -252,6 +266,7 @@ def test_a_removal_that_would_break_quorum_is_refused(inventories):
         node_exec("manager3", "systemctl", "start", "docker.service")
     unlocked("manager3", inventories)
     wait_for("manager3 is back in Raft", lambda: nodes()["manager3"][:3] == ("ready", "active", "reachable"))
+    runs_its_tasks_again("manager3")
 
 
 def probe_tasks():

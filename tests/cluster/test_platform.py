@@ -532,6 +532,8 @@ def test_a_rotation_of_the_jwt_key_and_the_redis_rabbitmq_and_mariadb_passwords_
 MARIADB_RECOVERY = 120
 # Product and order answer 503 with Retry-After without their database (the gateway 502/504 while no
 # replica of theirs answers), never a 500, never the SPA: the only failures while MariaDB is away.
+# How long after recover.yml the SPA may still fail (see the recover drill).
+RECOVER_EDGE_TAIL = 90
 DATABASE_AWAY = re.compile(r"(GET /api/products|POST /api/orders) -> 50[234] ")
 FAULTS = []  # (fault, requests, failed, recovered in s, orders lost): the table each fault test prints
 
@@ -1126,8 +1128,9 @@ def test_a_swarm_that_lost_quorum_comes_back_through_recover_yml_under_load(caps
     manager1, sets the lost managers' swarm state aside (their engines must never start with it)
     and removes their entries; site.yml starts their engines and joins them again as managers with
     their labels; MariaDB starts again on its volume on its node. The forced cluster restarts the
-    edge's Traefik: requests fail while recover.yml runs, and then only API requests (502-504, while
-    the database is away); no order is lost, and autolock's new key is the vault's."""
+    edge's Traefik: requests fail while recover.yml runs and until that Traefik reaches the workers
+    again, and then only API requests (502-504, while the database is away); no order is lost, and
+    autolock's new key is the vault's."""
     refused = playbook("playbooks/recover.yml", "-i", INVENTORY, "-e", "recover_confirm=yes")
     said = " ".join(refused.out.split())
     assert refused.rc != 0 and refused.changed() == 0, refused.recap
@@ -1157,11 +1160,21 @@ def test_a_swarm_that_lost_quorum_comes_back_through_recover_yml_under_load(caps
     fault = "lose 2 of 3 managers (data node too): recover.yml, site.yml"
     load, start, whole = node_fault(fault, lose_and_recover, capsys, tolerated=lambda failure: True)
     # Forcing a new cluster restarts the survivor's tasks, Traefik among them on the edge: requests
-    # other than the API's without its database fail only while recover.yml runs (and until the
-    # restarted Traefik answers).
-    window = (runs["forced"] - load.started, runs["recovered"] - load.started + 30)
+    # other than the API's without its database fail only while recover.yml runs, and until the
+    # restarted Traefik reaches the frontend's tasks on the workers again. Until then its health
+    # checks find them unreachable ("no route to host", timeouts: the survivor's overlay relearns
+    # where the other nodes' tasks are) and it answers 503 "no available server": 22 s after
+    # Traefik started on the dev cluster, just past 30 s after recover.yml on a busier CI run
+    # (2026-12-05). The tail is printed; what must never happen is a failure before the fault, or
+    # a second outage later, while site.yml joins the managers again.
+    recovered = runs["recovered"] - load.started
+    window = (runs["forced"] - load.started, recovered + RECOVER_EDGE_TAIL)
+    spa = [at for at, f in load.failures if not DATABASE_AWAY.match(f)]
+    edge_back = max((at for at in spa if at >= window[0]), default=window[0])
+    with capsys.disabled():
+        print(f"\n    the SPA failed until {edge_back - recovered:+.1f} s after recover.yml", end="")
     stray = [(at, f) for at, f in load.failures if not DATABASE_AWAY.match(f) and not window[0] <= at <= window[1]]
-    assert not stray, f"requests failed outside recover.yml's run {window}: {stray[:10]}"
+    assert not stray, f"requests failed outside recover.yml's run and its tail {window}: {stray[:10]}"
     said = " ".join(runs["recover"].out.split())
     assert "manager1 forces a new cluster and leads it alone" in said, said[-3000:]
     assert "Swarm state moved aside, engine down: manager2, manager3." in said, said[-3000:]
