@@ -530,10 +530,10 @@ def test_a_rotation_of_the_jwt_key_and_the_redis_rabbitmq_and_mariadb_passwords_
 
 
 MARIADB_RECOVERY = 120
-# Product and order answer 503 with Retry-After without their database (the gateway 502/504 while no
-# replica of theirs answers), never a 500, never the SPA: the only failures while MariaDB is away.
 # How long after recover.yml the SPA may still fail (see the recover drill).
 RECOVER_EDGE_TAIL = 90
+# Product and order answer 503 with Retry-After without their database (the gateway 502/504 while no
+# replica of theirs answers), never a 500, never the SPA: the only failures while MariaDB is away.
 DATABASE_AWAY = re.compile(r"(GET /api/products|POST /api/orders) -> 50[234] ")
 FAULTS = []  # (fault, requests, failed, recovered in s, orders lost): the table each fault test prints
 
