@@ -64,8 +64,10 @@ steps=$(awk '{ printf " %s %s s%s;", $1, $2, ($3 == 0 ? "" : " (failed)") }' "$l
 if [ "$status" -eq 0 ]; then
   echo "make test: every step passed;$steps"
 else
-  # pytest's short summary lines; Molecule's report folds a long one, hence the next line too.
-  failed=$(sed 's/\x1b\[[0-9;]*m//g' "$logs"/*.log 2>/dev/null | grep -a -A1 -E '(FAILED|ERROR) tests/' | head -40)
+  # pytest's short summary lines. Molecule's report quotes them and folds a long one before
+  # its test's name ('"FAILED' ending a line), hence the two lines after each.
+  failed=$(sed 's/\x1b\[[0-9;]*m//g' "$logs"/*.log 2>/dev/null |
+    grep -a -A2 -E '(^|")(FAILED|ERROR)( tests/| *$)' | head -40)
   [ -z "$failed" ] || printf 'make test: the tests that failed:\n%s\n' "$failed"
   echo "make test: a step failed;$steps"
 fi
