@@ -9,8 +9,13 @@ set -eo pipefail
 die() { echo "rabbitmq entrypoint: ERROR: $*" >&2; exit 1; }
 
 prune_users() {
-    local defs=$1 keep deadline user
-    keep=$(grep -o '"name": *"[^"]*"' "$defs" | sed 's/.*"\([^"]*\)"$/\1/')
+    local defs=$1 deadline user name
+    # A set, not `printf "$keep" | grep -q`: grep -q exits at its first match, and under pipefail
+    # the SIGPIPE that printf may then get made a listed user look unlisted, and deleted.
+    local -A keep=()
+    while read -r name; do
+        [ -z "$name" ] || keep[$name]=1
+    done < <(grep -o '"name": *"[^"]*"' "$defs" | sed 's/.*"\([^"]*\)"$/\1/')
     # The node makes the Erlang cookie on its first boot; rabbitmqctl must not make one first.
     deadline=$((SECONDS + ${RABBITMQ_PRUNE_USERS_WAIT:-600}))
     until [ -s "$HOME/.erlang.cookie" ] && rabbitmqctl -q await_startup --timeout 30 >/dev/null 2>&1; do
@@ -18,8 +23,8 @@ prune_users() {
         sleep 2
     done
     rabbitmqctl -q list_users --no-table-headers | while read -r user _tags; do
-        if [ -n "$user" ] && ! printf '%s\n' "$keep" | grep -qxF -- "$user"; then
-            rabbitmqctl -q delete_user "$user" >/dev/null \
+        if [ -n "$user" ] && [ -z "${keep[$user]:-}" ]; then
+            rabbitmqctl -q delete_user "$user" </dev/null >/dev/null \
                 && echo "rabbitmq entrypoint: deleted user $user, which $defs does not list" >&2
         fi
     done

@@ -128,9 +128,14 @@ class WebSocket:
         self.sock.sendall(encode_frame(opcode, payload, mask=True))
 
     def receive(self, timeout=15):
-        """(opcode, payload) of the next data or close frame; pings are answered, pongs skipped."""
-        self.sock.settimeout(timeout)
+        """(opcode, payload) of the next data or close frame within `timeout` seconds; pings are
+        answered, pongs skipped (a server that pings more often than that never extends it)."""
+        deadline = time.monotonic() + timeout
         while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise socket.timeout(f"no data frame within {timeout} s")
+            self.sock.settimeout(remaining)
             _fin, opcode, payload = decode_frame(self._take)
             if opcode == OP_PING:
                 self.send(OP_PONG, payload)

@@ -6,6 +6,7 @@ import json
 import socket
 import struct
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -184,6 +185,28 @@ def test_pings_are_answered_with_a_masked_pong_and_skipped():
         ws.close()
         server.close()
     assert server.received == [(True, j.OP_PONG, b"are you there")]
+
+
+def test_pings_do_not_extend_the_wait_for_data():
+    stop = threading.Event()
+
+    def then(server, conn):
+        for _ in range(25):  # 5 s of pings at most, so that a receive that waits for ever fails too
+            if stop.wait(0.2):
+                return
+            conn.sendall(j.encode_frame(j.OP_PING, b"still here", mask=False))
+
+    server = _WSServer(then=then)
+    ws = j.WebSocket(server.address, "/ws")
+    started = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError, match="no data frame within 1 s"):
+            ws.receive(timeout=1)
+        assert time.monotonic() - started < 3
+    finally:
+        stop.set()
+        ws.close()
+        server.close()
 
 
 def test_a_long_frame_split_across_reads():
