@@ -1170,7 +1170,7 @@ def test_a_swarm_that_lost_quorum_comes_back_through_recover_yml_under_load(caps
     recovered = runs["recovered"] - load.started
     window = (runs["forced"] - load.started, recovered + RECOVER_EDGE_TAIL)
     spa = [(at, f) for at, f in load.failures if not DATABASE_AWAY.match(f)]
-    edge_back = max((at for at, _ in spa if at >= window[0]), default=window[0])
+    edge_back = max((at for at, _failure in spa if at >= window[0]), default=window[0])
     with capsys.disabled():
         print(f"\n    the SPA failed until {edge_back - recovered:+.1f} s after recover.yml", end="")
     stray = [(at, f) for at, f in spa if not window[0] <= at <= window[1]]

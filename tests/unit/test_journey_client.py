@@ -191,7 +191,7 @@ def test_pings_do_not_extend_the_wait_for_data():
     stop = threading.Event()
 
     def then(server, conn):
-        for _ in range(25):  # 5 s of pings at most, so that a receive that waits for ever fails too
+        for _ping in range(25):  # 5 s of pings at most, so that a receive that waits for ever fails too
             if stop.wait(0.2):
                 return
             conn.sendall(j.encode_frame(j.OP_PING, b"still here", mask=False))

@@ -48,7 +48,12 @@ def prune(tmp_path, listed, node_users):
         "DELETED": str(deleted),
     }
     run = subprocess.run(
-        ["bash", str(ENTRYPOINT), "prune-users", str(definitions)], env=env, capture_output=True, text=True, timeout=60
+        ["bash", str(ENTRYPOINT), "prune-users", str(definitions)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert run.returncode == 0, run.stderr
     return (deleted.read_text().split() if deleted.exists() else []), run.stderr
