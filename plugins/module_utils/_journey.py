@@ -136,7 +136,10 @@ class WebSocket:
             if remaining <= 0:
                 raise socket.timeout(f"no data frame within {timeout} s")
             self.sock.settimeout(remaining)
-            _fin, opcode, payload = decode_frame(self._take)
+            try:
+                _fin, opcode, payload = decode_frame(self._take)
+            except socket.timeout:
+                raise socket.timeout(f"no data frame within {timeout} s") from None
             if opcode == OP_PING:
                 self.send(OP_PONG, payload)
             elif opcode != OP_PONG:
