@@ -168,10 +168,10 @@ def test_site_runs_again_and_changes_nothing(capsys):
     # The run ends with the proof, then where to find the platform.
     tasks = [line.rstrip("* ") for line in again.out.splitlines() if line.startswith("TASK [")]
     assert tasks[-2:] == [
-        "TASK [Verify | the report - what was proven, or every check that failed]",
-        "TASK [Verify | where to find it]",
+        "TASK [shopstream.swarm.verify : Report | what was proven, or every check that failed]",
+        "TASK [shopstream.swarm.verify : Report | where to find it]",
     ], tasks[-3:]
-    last = again.out[again.out.rindex("TASK [Verify | where to find it]") :]
+    last = again.out[again.out.rindex("TASK [shopstream.swarm.verify : Report | where to find it]") :]
     assert "ShopStream: https://" in last and "/dashboard/ (Traefik, user" in last, last[:2000]
     with capsys.disabled():
         print(f"\n  local site.yml: idempotent rerun {again.seconds:.1f} s ", end="")
