@@ -52,7 +52,7 @@ def task_state(task):
     return (task.get("Status") or {}).get("State")
 
 
-def assess(service, tasks, previous_started=None, now=None, expect_update=False):
+def assess(service, tasks, previous_started=None, now=None, expect_update=False, settle=True):
     """Judge one service: a report dict whose ``state`` is converged, waiting or failed, with ``reason``.
 
     - An update in a failed state (paused, rollback_*) that started after ``previous_started`` fails.
@@ -65,6 +65,7 @@ def assess(service, tasks, previous_started=None, now=None, expect_update=False)
       (one-shot services); a failed one fails the service when its restart condition is none.
     - ``expect_update``: the change does not show in the tasks' spec (published ports), so only an
       UpdateStatus newer than ``previous_started`` tells that the tasks were replaced.
+    - ``settle`` false: a running task counts at once, however long it has run (what runs now).
     """
     now = time.time() if now is None else now
     spec = service["Spec"]
@@ -94,6 +95,8 @@ def assess(service, tasks, previous_started=None, now=None, expect_update=False)
         return task.get("Slot") or task.get("NodeID")
 
     def settled(task):
+        if not settle:
+            return True
         since = _parse_time((task.get("Status") or {}).get("Timestamp"))
         return since is None or now - since >= monitor / SECOND
 

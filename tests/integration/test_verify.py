@@ -51,6 +51,8 @@ def networks_of(spec):
 
 
 def test_verify_fails_naming_frontend_and_mariadb_when_the_spa_joins_data(deployed):
+    """The SPA on the data overlay, with a writable root filesystem: verify names the network, the
+    probe that reached MariaDB, and the hardening lost, read from the running containers."""
     spec = converged(FRONTEND)
     before, rollout = networks_of(spec), spec["Spec"]["UpdateConfig"]
     assert "data" not in before, f"{FRONTEND} is already on data: the platform is not as deployed ({before})"
@@ -58,7 +60,7 @@ def test_verify_fails_naming_frontend_and_mariadb_when_the_spa_joins_data(deploy
     # takes minutes at the platform's one task at a time, each watched for stack_update_monitor).
     fast = ("--update-parallelism", "0", "--update-monitor", "2s")
     try:
-        update = docker("service", "update", "--quiet", *fast, "--network-add", "data", FRONTEND)
+        update = docker("service", "update", "--quiet", *fast, "--network-add", "data", "--read-only=false", FRONTEND)
         assert update.returncode == 0, update.stderr
         assert "data" in networks_of(converged(FRONTEND))
 
@@ -69,16 +71,18 @@ def test_verify_fails_naming_frontend_and_mariadb_when_the_spa_joins_data(deploy
         assert "frontend joins data, which the matrix does not allow" in run.out, run.out[-3000:]
         assert "frontend reached mariadb (" in run.out, run.out[-3000:]
         assert "which the matrix forbids" in run.out
+        assert "Not hardened: frontend has a writable root filesystem" in run.out, run.out[-3000:]
         assert "Verify failed" in run.out
         # Read-only, even when it fails.
         assert run.changed() == 0, run.recap
     finally:
-        docker("service", "update", "--quiet", *fast, "--network-rm", "data", FRONTEND)
+        docker("service", "update", "--quiet", *fast, "--network-rm", "data", "--read-only", FRONTEND)
         # The platform's rollout back (a change of the update config alone replaces no task).
         docker("service", "update", "--quiet", "--update-parallelism", str(rollout["Parallelism"]),
                "--update-monitor", f"{rollout['Monitor']}ns", FRONTEND)  # fmt: skip
         spec = converged(FRONTEND)
         assert networks_of(spec) == before
+        assert spec["Spec"]["TaskTemplate"]["ContainerSpec"].get("ReadOnly") is True
         assert spec["Spec"]["UpdateConfig"] == rollout
 
 
@@ -90,6 +94,20 @@ def test_verify_passes_on_the_converged_platform_and_changes_nothing(deployed):
     assert "ShopStream proven:" in run.out
     for proven in ("probes from inside containers", "every Prometheus target up", "its notification received"):
         assert proven in run.out
+
+
+def test_verify_names_a_vault_value_found_in_an_environment_never_the_value(deployed):
+    """A vault variable whose value is in the gateway's environment (here a stand-in: a setting's
+    text, as a password pasted into an env value would be): verify fails naming the variable, the
+    service spec and the container, and never prints the value."""
+    value = "REDIS_PASSWORD_FILE=/run/secrets/redis_password"
+    run = playbook(*VERIFY, "-e", json.dumps({"vault_shopstream_pasted": value}))
+    assert run.rc != 0, run.out[-3000:]
+    said = " ".join(run.out.split())
+    assert "a vault value in the environment of shopstream-app_gateway (service spec): vault_shopstream_pasted" in said
+    assert re.search(r"a vault value in the environment of gateway \(container [0-9a-f]{12} on localhost\): "
+                     r"vault_shopstream_pasted", said), said[-3000:]  # fmt: skip
+    assert value not in run.out
 
 
 def test_verify_of_an_inventory_without_stacks_proves_the_swarm_alone(deployed):
