@@ -16,6 +16,10 @@ description:
     C(community.docker.docker_swarm) cannot do this, it joins nodes active.
   - A manager join waits until the new manager is reachable in Raft, so that managers can be
     joined one at a time safely.
+  - After any error of the join request, a node that is joining anyway (pending) is waited for. A
+    join the managers refused as unavailable or answered too late (gRPC C(Unavailable),
+    C(DeadlineExceeded): a swarm that was just forced or rejoined) is tried again, three attempts
+    in all, 5 then 10 seconds apart.
   - A host already in a swarm is left alone and reported unchanged. Whether that swarm is the
     right one is for M(shopstream.swarm.swarm_host_info) and the preflight role to decide.
   - Talks to the Engine API over its unix socket with the Python standard library only.
@@ -99,6 +103,11 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import DockerAPIError, DockerClient
 
+# Errors of a join that a later attempt may not meet: the managers' gRPC not answering yet, or
+# answering too late (a swarm that was just forced or rejoined), or this engine not answering.
+PASSING_REFUSALS = ("code = Unavailable", "code = DeadlineExceeded", "context deadline exceeded", "Cannot talk to")
+RETRY_PAUSES = (5, 10)  # seconds before the second and the third attempt
+
 
 class SwarmJoiner:
     def __init__(self, module):
@@ -117,29 +126,43 @@ class SwarmJoiner:
             return True, {}
         if not self.params["join_token"]:
             self.module.fail_json(msg="join_token is required to join the swarm outside check mode.")
-        try:
-            self.client.request(
-                "POST",
-                "/swarm/join",
-                {
-                    "ListenAddr": self.params["listen_addr"],
-                    "AdvertiseAddr": self.params["advertise_addr"],
-                    "DataPathAddr": self.params["data_path_addr"] or self.params["advertise_addr"],
-                    "RemoteAddrs": self.params["remote_addrs"],
-                    "JoinToken": self.params["join_token"],
-                    "Availability": self.params["availability"],
-                },
-            )
-        except DockerAPIError as exc:
-            # The engine answers 503 when its own wait (20 s) ends before the node joined, and goes
-            # on joining: wait for it, as for a join that answered in time.
-            if exc.status != 503 or "continue in the background" not in str(exc):
+        for attempt in range(len(RETRY_PAUSES) + 1):
+            try:
+                self.client.request("POST", "/swarm/join", self.request_body())
+                break
+            except DockerAPIError as exc:
+                # The engine answers 503 when its own wait (20 s) ends before the node joined, and
+                # goes on joining; whatever the error, a node that is joining is waited for.
+                if self.local_state() in ("pending", "active"):
+                    self.wait_active(str(exc))
+                    break
+                # A manager that is still settling (a swarm just forced or rejoined) may refuse or
+                # not answer the join: asked again a little later, it takes it.
+                if attempt < len(RETRY_PAUSES) and any(word in str(exc) for word in PASSING_REFUSALS):
+                    time.sleep(RETRY_PAUSES[attempt])
+                    continue
                 raise
-            self.wait_active(str(exc))
         after = self.swarm()
         if after.get("ControlAvailable"):
             self.wait_reachable(after["NodeID"])
         return True, after
+
+    def request_body(self):
+        return {
+            "ListenAddr": self.params["listen_addr"],
+            "AdvertiseAddr": self.params["advertise_addr"],
+            "DataPathAddr": self.params["data_path_addr"] or self.params["advertise_addr"],
+            "RemoteAddrs": self.params["remote_addrs"],
+            "JoinToken": self.params["join_token"],
+            "Availability": self.params["availability"],
+        }
+
+    def local_state(self):
+        """This engine's LocalNodeState, None when it does not answer."""
+        try:
+            return self.swarm().get("LocalNodeState")
+        except DockerAPIError:
+            return None
 
     def poll(self, read):
         """Call ``read()`` (returns (done, state)) once a second until it is done or ``timeout`` ends;

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import DockerAPIError
 from ansible_collections.shopstream.swarm.plugins.modules.swarm_join import SwarmJoiner
 
 INACTIVE = {"Swarm": {"LocalNodeState": "inactive", "NodeID": ""}}
@@ -120,3 +121,40 @@ def test_a_join_still_pending_at_the_timeout_fails_naming_the_managers(engine):
     engine.routes[("POST", "/swarm/join")] = (503, {"message": BACKGROUND})
     with pytest.raises(Failed, match=r"still joining the swarm after 1s \(state: pending; .*192\.0\.2\.11:2377"):
         SwarmJoiner(FakeModule(engine.server_address, timeout=1)).join()
+
+
+UNAVAILABLE = "rpc error: code = Unavailable desc = all SubConns are in TransientFailure"
+
+
+def test_a_join_the_managers_refused_as_unavailable_is_tried_again(engine, monkeypatch):
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
+    answers = iter([(500, {"message": UNAVAILABLE}), (500, {"message": UNAVAILABLE}), (200, None)])
+    engine.routes[("POST", "/swarm/join")] = lambda: next(answers)
+    engine.routes[("GET", "/info")] = lambda: (200, WORKER if len(posts(engine)) == 3 else INACTIVE)
+    changed, swarm = SwarmJoiner(FakeModule(engine.server_address)).join()
+    assert (changed, swarm["NodeID"], len(posts(engine))) == (True, "W1", 3)
+
+
+def test_a_join_refused_three_times_fails_with_the_last_refusal(engine, monkeypatch):
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
+    engine.routes[("POST", "/swarm/join")] = (500, {"message": UNAVAILABLE})
+    engine.routes[("GET", "/info")] = (200, INACTIVE)
+    with pytest.raises(DockerAPIError, match="code = Unavailable"):
+        SwarmJoiner(FakeModule(engine.server_address)).join()
+    assert len(posts(engine)) == 3
+
+
+def test_a_join_refused_for_good_is_not_tried_again(engine):
+    engine.routes[("POST", "/swarm/join")] = (400, {"message": "invalid join token"})
+    engine.routes[("GET", "/info")] = (200, INACTIVE)
+    with pytest.raises(DockerAPIError, match="invalid join token"):
+        SwarmJoiner(FakeModule(engine.server_address)).join()
+    assert len(posts(engine)) == 1
+
+
+def test_a_node_that_joins_in_spite_of_an_error_is_waited_for(engine):
+    infos = iter([INACTIVE, {"Swarm": {"LocalNodeState": "pending"}}, {"Swarm": {"LocalNodeState": "pending"}}])
+    engine.routes[("GET", "/info")] = lambda: (200, next(infos, WORKER))
+    engine.routes[("POST", "/swarm/join")] = (500, {"message": "context deadline exceeded"})
+    changed, swarm = SwarmJoiner(FakeModule(engine.server_address)).join()
+    assert (changed, swarm["NodeID"], len(posts(engine))) == (True, "W1", 1)
