@@ -46,6 +46,8 @@ _SOCKET_LINK = re.compile(r"^socket:\[(\d+)\]$")
 # Network namespaces Docker makes for overlays under <exec-root>/netns: one per overlay
 # ('1-<network id>'), its load balancer ('lb_<network id>') and the ingress sandbox.
 _OVERLAY_SANDBOX = re.compile(r"^(?:\d+-[0-9a-z]+|lb_[0-9a-z]+|ingress_sbox)$")
+# libnetwork's name of an overlay's VXLAN device: vx-<VNI, 6 hex digits>-<the network ID's first 5>.
+_OVERLAY_VXLAN = re.compile(r"^vx-[0-9a-f]{6}-[0-9a-z]{1,5}$")
 
 
 def parse_kernel_config(text):
@@ -374,6 +376,24 @@ def read_overlay_sandboxes(exec_root):
     """find_overlay_sandboxes of <exec_root>/netns; empty when it does not exist."""
     try:
         return find_overlay_sandboxes(os.listdir(os.path.join(exec_root, "netns")))
+    except OSError:
+        return []
+
+
+def find_overlay_vxlans(names):
+    """The overlay VXLAN devices among the host's own (root namespace) network devices, sorted.
+
+    The engine makes each in the host's namespace, then moves it into its overlay's namespace; one
+    left in the host's (an engine stopped in between, moby/libnetwork#1765) holds its VNI, and the
+    overlay's next sandbox on this node fails with "error creating vxlan interface: file exists".
+    """
+    return sorted(name for name in names if _OVERLAY_VXLAN.match(name))
+
+
+def read_overlay_vxlans(sys_class_net="/sys/class/net"):
+    """find_overlay_vxlans of the host's network devices; empty when they cannot be listed."""
+    try:
+        return find_overlay_vxlans(os.listdir(sys_class_net))
     except OSError:
         return []
 

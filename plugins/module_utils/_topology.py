@@ -315,7 +315,7 @@ def check_cluster(records, settings, unknown_managers=(), supported_os=None, all
         # socket: it takes them back when it starts. A started engine that then left its swarm
         # may keep the ones an earlier life of it made (the swarm role removes them). Either way
         # they are Docker's, not another VXLAN user's.
-        left_by_engine = bool(_docker(rec).get("overlay_sandboxes"))
+        left_by_engine = bool(_docker(rec).get("overlay_sandboxes") or _docker(rec).get("overlay_vxlans"))
         engine_up = bool(_docker(rec).get("reachable"))
         for port in (rec.get("probe") or {}).get("ports") or []:
             if not port.get("in_use"):

@@ -264,6 +264,15 @@ docker:
       type: list
       elements: str
       sample: [1-8ki7xr4507, ingress_sbox, lb_8ki7xr450]
+    overlay_vxlans:
+      description:
+        - Overlay VXLAN devices (C(vx-<VNI>-<network>)) in the host's own network namespace, where
+          the engine makes them before moving each into its overlay's namespace; one left there
+          (the engine stopped in between) makes that overlay fail on this node with "error
+          creating vxlan interface - file exists".
+      type: list
+      elements: str
+      sample: [vx-001001-8ki7x]
     nodes:
       description:
         - Nodes of the swarm, sorted by hostname; only filled in on a manager with
@@ -319,6 +328,7 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._host_probe impor
     read_init_system,
     read_kernel,
     read_overlay_sandboxes,
+    read_overlay_vxlans,
     read_ports,
     summarise_nodes,
     summarise_swarm,
@@ -434,6 +444,7 @@ def main():
 
     docker = probe_docker(client, module.params["leader_timeout"])
     docker["overlay_sandboxes"] = read_overlay_sandboxes(module.params["docker_exec_root"])
+    docker["overlay_vxlans"] = read_overlay_vxlans()
     module.exit_json(
         changed=False,
         kernel={"release": release, "config_source": config_source, "features": features},

@@ -22,6 +22,7 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._host_probe impor
     parse_proc_net,
     read_kernel,
     read_overlay_sandboxes,
+    read_overlay_vxlans,
     read_ports,
     summarise_nodes,
     summarise_swarm,
@@ -745,3 +746,11 @@ def test_read_overlay_sandboxes_keeps_only_overlay_namespaces(tmp_path):
     for name in ("09e2dbbd46ec", "1-8ki7xr4507", "lb_8ki7xr450", "ingress_sbox", "default"):
         (netns / name).touch()
     assert read_overlay_sandboxes(str(tmp_path)) == ["1-8ki7xr4507", "ingress_sbox", "lb_8ki7xr450"]
+
+
+def test_read_overlay_vxlans_keeps_only_the_engines_vxlan_devices(tmp_path):
+    assert read_overlay_vxlans(str(tmp_path / "missing")) == []
+    devices = ("lo", "eth0", "docker0", "docker_gwbridge", "vx-001001-8ki7x", "vx-00100a-u1lxz", "vxlan0", "veth1")
+    for name in devices:
+        (tmp_path / name).touch()
+    assert read_overlay_vxlans(str(tmp_path)) == ["vx-001001-8ki7x", "vx-00100a-u1lxz"]

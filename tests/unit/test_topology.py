@@ -229,6 +229,15 @@ def test_vxlan_port_left_by_a_killed_engine_is_not_another_user(reachable, sandb
     assert any(left in w for w in result["warnings"]) is not problem
 
 
+def test_vxlan_port_held_by_vxlan_devices_an_engine_left_in_the_host_namespace_is_the_engines():
+    port = {"port": 4789, "proto": "udp", "in_use": True, "holders": [], "kernel_owned": True}
+    rec = record("m1", ports=[port])
+    rec["probe"]["docker"].update(reachable=True, overlay_vxlans=["vx-001001-8ki7x"], swarm={"state": None})
+    result = check([rec])
+    assert not result["errors"].get("m1")
+    assert any("an earlier swarm of the Docker engine left behind" in w for w in result["warnings"])
+
+
 def test_plan_new_swarm_initialises_on_first_manager():
     recs = [record("m1"), record("m2"), record("m3"), record("w1", role="worker")]
     plan = plan_swarm(recs)
