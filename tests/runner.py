@@ -27,6 +27,21 @@ class Run:
     def changed(self):
         return sum(h["changed"] for h in self.recap.values())
 
+    def trouble(self, width=1500):
+        """Every failure and warning of the run, each after the task that printed it, then the recap:
+        what a failed assertion shows, where the output's tail may have lost the cause."""
+        said, task = [], None
+        for line in self.out.splitlines():
+            if line.startswith(("TASK [", "RUNNING HANDLER [")):
+                task = line.rstrip(" *")
+            elif line.startswith(("fatal:", "failed:", "[WARNING]", "[ERROR]", "ERROR!")) or '"msg": "' in line:
+                if task:
+                    said.append(task)
+                    task = None
+                said.append(line[:width])
+        recap = self.out[self.out.rfind("PLAY RECAP") :] if "PLAY RECAP" in self.out else self.out[-2000:]
+        return "\n".join(said + [recap])
+
 
 def playbook(*args, env=None, interleaved=False):
     """Run ansible-playbook from the repo root with the repo's ansible.cfg; ``interleaved``: its

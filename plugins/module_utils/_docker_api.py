@@ -174,6 +174,33 @@ def service_container(client, service, timeout):
     if container is None:
         return None, (
             f"No healthy container of {service} runs on this node after {timeout} s: run this on the node that "
-            "runs it (the data node), once its task is healthy"
+            "runs it (the data node), once its task is healthy. " + what_runs(client, service)
         )
     return container, None
+
+
+def what_runs(client, service, count=3):
+    """What this node shows of a service that has no healthy container here: its containers' states
+    here and, on a manager, the service's newest tasks with their nodes and errors (the reason a task
+    does not start: "no suitable node", a rejected network, a failing health check)."""
+    label = f"com.docker.swarm.service.name={service}"
+    seen = []
+    try:
+        here = client.get_json("/containers/json?all=1&" + filters_param(label=[label])) or []
+        states = [f"{(c.get('Names') or ['?'])[0].lstrip('/')} {c.get('Status') or c.get('State')}" for c in here]
+        seen.append("Its containers here: " + ("; ".join(states[:count]) if states else "none") + ".")
+        if not ((client.get_json("/info") or {}).get("Swarm") or {}).get("ControlAvailable"):
+            return " ".join(seen)
+        tasks = client.get_json("/tasks?" + filters_param(service=[service])) or []
+        hostnames = {n.get("ID"): (n.get("Description") or {}).get("Hostname") for n in client.get_json("/nodes") or []}
+    except DockerAPIError as exc:
+        return " ".join(seen + [f"(could not read more: {exc})"])
+    newest = sorted(tasks, key=lambda t: t.get("UpdatedAt") or "", reverse=True)[:count]
+    described = []
+    for task in newest:
+        status = task.get("Status") or {}
+        why = status.get("Err") or status.get("Message") or ""
+        node = hostnames.get(task.get("NodeID")) or task.get("NodeID") or "no node"
+        described.append(f"{status.get('State')} ({why}) on {node}, wanted {task.get('DesiredState')}")
+    seen.append("Its newest tasks: " + ("; ".join(described) if described else "none") + ".")
+    return " ".join(seen)

@@ -113,3 +113,38 @@ def test_a_service_container_is_a_running_one_of_the_service_that_is_healthy_or_
     assert service_container(client, service, timeout=0) == ("b", None)
     engine.routes[("GET", query)] = (200, [])
     assert service_containers(client, service) == []
+
+
+NO_NODE = "no suitable node (scheduling constraints not satisfied on 3 nodes)"
+
+
+def test_no_healthy_container_says_what_the_node_shows_of_the_service(engine):
+    service = "shopstream-data_mariadb"
+    label = [f"com.docker.swarm.service.name={service}"]
+    client = DockerClient("unix://" + engine.server_address, timeout=3)
+    engine.routes[("GET", "/containers/json?" + filters_param(label=label, status=["running"]))] = (200, [])
+    engine.routes[("GET", "/containers/json?all=1&" + filters_param(label=label))] = (
+        200,
+        [{"Names": ["/shopstream-data_mariadb.1.x"], "State": "exited", "Status": "Exited (1) 5 seconds ago"}],
+    )
+    engine.routes[("GET", "/info")] = (200, {"Swarm": {"ControlAvailable": True}})
+    engine.routes[("GET", "/tasks?" + filters_param(service=[service]))] = (
+        200,
+        [
+            {"UpdatedAt": "2026-12-06T10:00:00Z", "NodeID": "n1", "DesiredState": "shutdown",
+             "Status": {"State": "failed", "Err": "task: non-zero exit (1)"}},
+            {"UpdatedAt": "2026-12-06T10:01:00Z", "NodeID": "", "DesiredState": "running",
+             "Status": {"State": "pending", "Err": NO_NODE}},
+        ],
+    )  # fmt: skip
+    engine.routes[("GET", "/nodes")] = (200, [{"ID": "n1", "Description": {"Hostname": "manager2"}}])
+    found, error = service_container(client, service, timeout=0)
+    assert found is None
+    assert "Its containers here: shopstream-data_mariadb.1.x Exited (1) 5 seconds ago." in error
+    assert (
+        f"Its newest tasks: pending ({NO_NODE}) on no node, wanted running; "
+        "failed (task: non-zero exit (1)) on manager2, wanted shutdown." in error
+    ), error
+    engine.routes[("GET", "/info")] = (200, {"Swarm": {"ControlAvailable": False}})
+    found, error = service_container(client, service, timeout=0)
+    assert "Its containers here:" in error and "Its newest tasks" not in error
