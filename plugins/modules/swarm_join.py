@@ -18,7 +18,7 @@ description:
     joined one at a time safely.
   - After any error of the join request, a node that is joining anyway (pending) is waited for. A
     join the managers refused as unavailable or answered too late (gRPC C(Unavailable),
-    C(DeadlineExceeded): a swarm that was just forced or rejoined) is tried again, three attempts
+    C(DeadlineExceeded), as a swarm that was just forced or rejoined may) is tried again, three attempts
     in all, 5 then 10 seconds apart.
   - A host already in a swarm is left alone and reported unchanged. Whether that swarm is the
     right one is for M(shopstream.swarm.swarm_host_info) and the preflight role to decide.

@@ -98,9 +98,21 @@ def rabbit_definitions(users):
 
 
 def proc_uids(containers, name):
-    """The uids of the container's processes (docker top, from the host: no exec'd process counts)."""
-    lines = containers.top(name, "-eo", "pid,uid").splitlines()[1:]
-    return {int(line.split()[1]) for line in lines}
+    """The uids of the container's own processes, as docker top lists them from the host: its first
+    process and what descends from it. A process docker exec starts descends from the runtime's
+    shim instead, and does not count: the health check, which runs as the image's user (root where
+    the entrypoint drops to the service's user itself, as the official rabbitmq image's does)."""
+    first = containers.inspect(name)["State"]["Pid"]
+    listed = containers.top(name, "-eo", "pid,ppid,uid").splitlines()[1:]
+    rows = [[int(field) for field in line.split()] for line in listed]
+    parents = {pid: ppid for pid, ppid, _uid in rows}
+
+    def own(pid):
+        while pid != first and pid in parents:
+            pid = parents[pid]
+        return pid == first
+
+    return {uid for pid, _ppid, uid in rows if own(pid)}
 
 
 # ---------------------------------------------------------------- per image setups
