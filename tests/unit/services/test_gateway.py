@@ -163,13 +163,16 @@ def test_an_upstream_address_that_takes_no_connection_is_passed_over_for_the_nex
             return resolve(host, port, *args, **kwargs)
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", target) for target in (gone, live)]
 
+    # Only the gateway's own sockets count: the product server's accepted socket is a Recorded too
+    # (socket.accept makes it with the module's class) and sets its own timeout meanwhile.
     class Recorded(socket.socket):
         def connect(self, target):
+            self.target = target
             connects.append((target, self.gettimeout()))
             super().connect(target)
 
         def settimeout(self, value):
-            if connects and connects[-1][0] == live:
+            if getattr(self, "target", None) == live and connects[-1][0] == live:
                 connects.append(("answer", value))
             super().settimeout(value)
 
