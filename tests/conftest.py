@@ -26,3 +26,21 @@ except ImportError:
         os.path.join(_root, "ansible_collections", "shopstream", "swarm"),
     )
     sys.path.insert(0, _root)
+
+
+# `make test` names each failed test at the end of its output, where a CI that keeps only the
+# output's tail shows it: the first failure of a run with its message (often the cause of those
+# after it), each later one in a line. The file is tests/harness/test-stages.sh's.
+_FAILURES = os.environ.get("SHOPSTREAM_FAILURES")
+_reported = []
+
+
+def pytest_runtest_logreport(report):
+    if not _FAILURES or not report.failed:
+        return
+    crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
+    message = " ".join((crash.message if crash else str(report.longrepr)).split())
+    width = 160 if _reported else 1500
+    _reported.append(report.nodeid)
+    with open(_FAILURES, "a", encoding="utf-8") as failures:
+        failures.write(f"{'FAILED' if report.when == 'call' else 'ERROR'} {report.nodeid}\n  {message[:width]}\n")

@@ -28,19 +28,19 @@ class Run:
         return sum(h["changed"] for h in self.recap.values())
 
     def trouble(self, width=1500):
-        """Every failure and warning of the run, each after the task that printed it, then the recap:
-        what a failed assertion shows, where the output's tail may have lost the cause."""
-        said, task = [], None
+        """The run's failures, each after its task, first (what a failed assertion's first line
+        shows), then its warnings and messages, then the recap: where the output's tail may have lost
+        the cause."""
+        failures, said, task = [], [], None
         for line in self.out.splitlines():
             if line.startswith(("TASK [", "RUNNING HANDLER [")):
                 task = line.rstrip(" *")
-            elif line.startswith(("fatal:", "failed:", "[WARNING]", "[ERROR]", "ERROR!")) or '"msg": "' in line:
-                if task:
-                    said.append(task)
-                    task = None
-                said.append(line[:width])
+            elif line.startswith(("fatal:", "failed:", "[ERROR]", "ERROR!")):
+                failures.append(f"{task or ''} {line[:width]}".strip())
+            elif line.startswith("[WARNING]") or '"msg": "' in line:
+                said.append(f"{task or ''} {line.strip()[:width]}".strip())
         recap = self.out[self.out.rfind("PLAY RECAP") :] if "PLAY RECAP" in self.out else self.out[-2000:]
-        return "\n".join(said + [recap])
+        return "\n".join(failures + said + [recap])
 
 
 def playbook(*args, env=None, interleaved=False):

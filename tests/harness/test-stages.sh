@@ -5,12 +5,13 @@
 # run). Each branch's output goes to a log printed whole when the branch ends, so that outputs never
 # interleave; a line says when each step ends. The first branch is the long one: the others run at a
 # lower CPU priority, so that they take the machine's spare time rather than slow it down.
-# At the end: every step's time, and every stage's; when a step failed, the tests that failed, read
-# from the branches' logs (a CI shows the end of the output first).
+# At the end: every step's time, and every stage's; when a step failed, the tests that failed with
+# their messages (tests/conftest.py writes them), where a CI that keeps the output's tail shows them.
 set -uo pipefail
 
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
+export SHOPSTREAM_FAILURES="$logs/failures"
 exec 3>&1 # the progress lines, also from a branch whose output goes to its log
 
 # Runs make targets in turn, stopping at the first that fails; appends "target seconds rc".
@@ -64,10 +65,12 @@ steps=$(awk '{ printf " %s %s s%s;", $1, $2, ($3 == 0 ? "" : " (failed)") }' "$l
 if [ "$status" -eq 0 ]; then
   echo "make test: every step passed;$steps"
 else
-  # pytest's short summary lines. Molecule's report quotes them and folds a long one before
-  # its test's name ('"FAILED' ending a line), hence the two lines after each.
-  failed=$(sed 's/\x1b\[[0-9;]*m//g' "$logs"/*.log 2>/dev/null |
-    grep -a -A2 -E '(^|")(FAILED|ERROR)( tests/| *$)' | head -40)
+  if [ -s "$SHOPSTREAM_FAILURES" ]; then
+    failed=$(fold -w 160 "$SHOPSTREAM_FAILURES")
+  else # no test wrote it: pytest's short summary lines, which Molecule's report folds before the name
+    failed=$(sed 's/\x1b\[[0-9;]*m//g' "$logs"/*.log 2>/dev/null |
+      grep -a -A2 -E '(^|")(FAILED|ERROR)( tests/| *$)' | head -40)
+  fi
   [ -z "$failed" ] || printf 'make test: the tests that failed:\n%s\n' "$failed"
   echo "make test: a step failed;$steps"
 fi
