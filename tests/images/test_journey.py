@@ -163,8 +163,7 @@ class Journey:
             "rabbitmq",
             self.images["rabbitmq"],
             mounts=[self.mount("rabbitmq_definitions", "/etc/rabbitmq/definitions.json")],
-            # Its image's interval: a health check (as root) run before the node made its Erlang cookie
-            # creates the cookie as root, and the node (user rabbitmq) then cannot read it.
+            # Its image's interval: each check starts an Erlang VM, seconds of CPU.
             fast_health=False,
         )
         common_mounts = {

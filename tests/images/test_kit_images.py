@@ -435,6 +435,18 @@ def test_redis_refuses_to_start_without_its_secret(containers, kit_ref, env, exp
     assert expected in containers.logs(name)
 
 
+def test_rabbitmqs_health_check_runs_as_rabbitmq_and_never_makes_the_cookie_roots(containers, kit_ref):
+    """Docker runs a health check as the image's user, root (the entrypoint drops to rabbitmq itself).
+    A check run before the node made its Erlang cookie makes the cookie: it must be rabbitmq's, which
+    the node then reads, not root's, which it cannot."""
+    name = containers.run(kit_ref("rabbitmq"), "sleep", "120", mounts=[(containers.volume(), "/var/lib/rabbitmq")])
+    test = containers.inspect(name)["Config"]["Healthcheck"]["Test"]
+    assert test == ["CMD", "healthcheck.sh"], test
+    assert containers.exec(name, "healthcheck.sh", check=False).returncode != 0, "healthy with no node running"
+    owner = containers.exec(name, "stat", "-c", "%U %a", "/var/lib/rabbitmq/.erlang.cookie").stdout.split()
+    assert owner == ["rabbitmq", "400"], owner
+
+
 def test_rabbitmq_keeps_only_the_users_its_definitions_list_and_its_data_across_a_restart(containers, kit_ref):
     """A rotation: the definitions list the previous password's user beside the current one, then the
     current one alone; after each boot exactly their users exist (guest, never listed, is deleted),
