@@ -4,7 +4,7 @@
 """A node's version moves on by itself (its status as it joins or comes back, its description), and
 an update sent on the version read just before is refused with "update out of sequence". Every node
 update of the collection is community.docker.docker_node, retried on that error, never a `docker
-node update` command that fails at once (an engine upgrade once left a node drained that way)."""
+node update` command that fails at once (and would leave an engine upgrade's node drained)."""
 
 import re
 from pathlib import Path
