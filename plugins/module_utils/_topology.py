@@ -68,9 +68,11 @@ def plan_swarm(records, unknown_managers=()):
     Returns a dict: ``cluster_id`` (of the inventory's swarm, or None), ``manager`` (a
     reachable manager of that swarm, to read tokens from and to configure nodes), ``init``
     (the host to initialise a new swarm on, or None), ``hosts`` (host -> init | member | join
-    | foreign | leaderless | unknown | locked), ``errors`` (host -> [message]). A record's
+    | foreign | leaderless | unknown | locked | undecided), ``errors`` (host -> [message]). A record's
     ``unlockable`` says the vault holds the autolock key: a locked node is then ``locked`` (the
-    swarm role unlocks it), not an error.
+    swarm role unlocks it), not an error. While a manager is so locked, the others may see no Raft
+    leader (a majority locked) and a worker cannot be told from another swarm's: they are
+    ``leaderless`` and ``undecided``, not errors; the swarm role reads them again once it unlocked.
     """
     managers = [r for r in records if r["role"] == "manager"]
     errors = {}
@@ -89,6 +91,7 @@ def plan_swarm(records, unknown_managers=()):
         if sw.get("cluster_id") and sw.get("cluster_id") == cluster_id:
             known_nodes.update(n["id"] for n in _docker(rec).get("nodes") or [])
 
+    unlocking = any(_swarm(rec).get("state") == "locked" and rec.get("unlockable") for rec in managers)
     for rec in records:
         name, sw = rec["host"], _swarm(rec)
         state = sw.get("state")
@@ -118,13 +121,16 @@ def plan_swarm(records, unknown_managers=()):
             hosts[name] = "join"
         elif sw.get("control_available") and not sw.get("cluster_id"):
             hosts[name] = "leaderless"
-            errors.setdefault(name, []).append(
-                f"{name}: it is a manager but sees no Raft leader, so the swarm has lost quorum. Fix: bring "
-                "enough managers back; if they are gone for good, run playbooks/recover.yml -e recover_confirm=yes "
-                f"(it forces a new cluster on {name} or another manager left), then run again."
-            )
+            if not unlocking:  # else quorum may come back with the locked managers, once unlocked
+                errors.setdefault(name, []).append(
+                    f"{name}: it is a manager but sees no Raft leader, so the swarm has lost quorum. Fix: bring "
+                    "enough managers back; if they are gone for good, run playbooks/recover.yml -e "
+                    f"recover_confirm=yes (it forces a new cluster on {name} or another manager left), then run again."
+                )
         elif (sw.get("cluster_id") and sw.get("cluster_id") == cluster_id) or sw.get("node_id") in known_nodes:
             hosts[name] = "member"
+        elif unlocking and cluster_id is None:
+            hosts[name] = "undecided"  # no manager can list the swarm's nodes until one is unlocked
         else:
             hosts[name] = "foreign"
             theirs = sw.get("cluster_id") or "managed at " + ", ".join(sw.get("remote_managers") or ["?"])

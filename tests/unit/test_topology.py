@@ -307,6 +307,28 @@ def test_a_locked_node_is_unlocked_when_the_vault_holds_the_key_and_no_new_swarm
     assert "vault holds no unlock key (vault_shopstream_swarm_unlock_key)" in without_key["errors"]["m1"][0]
 
 
+def test_a_majority_of_managers_locked_is_unlocked_not_recovered():
+    """Two of three managers restarted with autolock on: the third sees no leader and the workers no
+    manager that lists them. Neither is an error (recover.yml would be the wrong fix): the swarm role
+    unlocks the two and reads every node again."""
+    leaderless = {"state": "active", "is_manager": True, "control_available": True, "cluster_id": None}
+    worker = worker_of("W1", managers=("192.0.2.11:2377",))
+    recs = [
+        record("m1", swarm=leaderless),
+        dict(record("m2", swarm={"state": "locked"}), unlockable=True),
+        dict(record("m3", swarm={"state": "locked"}), unlockable=True),
+        record("w1", role="worker", swarm=worker),
+    ]
+    plan = plan_swarm(recs)
+    assert plan["errors"] == {}
+    assert plan["hosts"] == {"m1": "leaderless", "m2": "locked", "m3": "locked", "w1": "undecided"}
+    assert plan["init"] is None and plan["manager"] is None
+    without_key = plan_swarm([recs[0], dict(recs[1], unlockable=False), dict(recs[2], unlockable=False), recs[3]])
+    assert without_key["errors"]["m1"][0].startswith("m1: it is a manager but sees no Raft leader")
+    assert "vault holds no unlock key" in without_key["errors"]["m2"][0]
+    assert "already belongs to another swarm" in without_key["errors"]["w1"][0]
+
+
 def test_preflight_includes_plan_errors():
     recs = [
         record("m1", swarm=manager_of("C1", "N1"), nodes=[{"id": "N1"}]),
