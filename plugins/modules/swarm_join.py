@@ -19,7 +19,9 @@ description:
   - After any error of the join request, a node that is joining anyway (pending) is waited for. A
     join the managers refused as unavailable or answered too late (gRPC C(Unavailable),
     C(DeadlineExceeded), as a swarm that was just forced or rejoined may) is tried again, three attempts
-    in all, 5 then 10 seconds apart.
+    in all, 5 then 10 seconds apart. So is a join the engine went on with in the background and then
+    gave up (state C(error), which the engine does not try again by itself), once its half-made swarm
+    state is set aside (a forced leave of this host only, which is in no swarm yet).
   - A host already in a swarm is left alone and reported unchanged. Whether that swarm is the
     right one is for M(shopstream.swarm.swarm_host_info) and the preflight role to decide.
   - Talks to the Engine API over its unix socket with the Python standard library only.
@@ -127,18 +129,24 @@ class SwarmJoiner:
         if not self.params["join_token"]:
             self.module.fail_json(msg="join_token is required to join the swarm outside check mode.")
         for attempt in range(len(RETRY_PAUSES) + 1):
+            last = attempt == len(RETRY_PAUSES)
             try:
                 self.client.request("POST", "/swarm/join", self.request_body())
                 break
             except DockerAPIError as exc:
                 # The engine answers 503 when its own wait (20 s) ends before the node joined, and
-                # goes on joining; whatever the error, a node that is joining is waited for.
-                if self.local_state() in ("pending", "active"):
-                    self.wait_active(str(exc))
-                    break
+                # goes on joining; whatever the error, a node that is joining (or gave up) is waited for.
+                if self.local_state() in ("pending", "active", "error"):
+                    if self.wait_active(str(exc), last):
+                        break
+                    # The engine gave the join up (state: error), and does not try it again by itself:
+                    # its half-made swarm state is set aside and the join is asked for again.
+                    self.leave()
+                    time.sleep(RETRY_PAUSES[attempt])
+                    continue
                 # A manager that is still settling (a swarm just forced or rejoined) may refuse or
                 # not answer the join: asked again a little later, it takes it.
-                if attempt < len(RETRY_PAUSES) and any(word in str(exc) for word in PASSING_REFUSALS):
+                if not last and any(word in str(exc) for word in PASSING_REFUSALS):
                     time.sleep(RETRY_PAUSES[attempt])
                     continue
                 raise
@@ -175,18 +183,34 @@ class SwarmJoiner:
                 time.sleep(1)
         return done, state
 
-    def wait_active(self, answer):
-        def read():
-            state = self.swarm().get("LocalNodeState")
-            return state == "active", state
+    def leave(self):
+        self.client.request("POST", "/swarm/leave?force=1")
 
-        done, state = self.poll(read)
-        if not done:
+    def wait_active(self, answer, last):
+        """Wait until the join the engine goes on with ends: True once active, False once the engine gave
+        it up (state: error) while another attempt is left; fails otherwise."""
+
+        def read():
+            swarm = self.swarm()
+            return swarm.get("LocalNodeState") in ("active", "error"), swarm
+
+        done, swarm = self.poll(read)
+        state = (swarm or {}).get("LocalNodeState")
+        if state == "active":
+            return True
+        if state == "error" and not last:
+            return False
+        if state == "error":
             self.module.fail_json(
-                msg=f"The engine is still joining the swarm after {self.params['timeout']}s (state: {state}; it "
-                f"answered: {answer}). Check that the managers at {', '.join(self.params['remote_addrs'])} are "
-                "reachable on 2377/tcp."
+                msg=f"The engine gave the join up ({swarm.get('Error') or 'no reason given'}; it first answered: "
+                f"{answer}), {len(RETRY_PAUSES) + 1} attempts in all. Check that the managers at "
+                f"{', '.join(self.params['remote_addrs'])} are reachable on 2377/tcp and have a Raft leader."
             )
+        self.module.fail_json(
+            msg=f"The engine is still joining the swarm after {self.params['timeout']}s (state: {state}; it "
+            f"answered: {answer}). Check that the managers at {', '.join(self.params['remote_addrs'])} are "
+            "reachable on 2377/tcp."
+        )
 
     def wait_reachable(self, node_id):
         def read():

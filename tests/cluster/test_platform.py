@@ -433,7 +433,7 @@ def test_a_forced_rolling_update_of_every_stateless_service_drops_no_request(cap
             forces[service] = inspect("service", service)[0]["Spec"]["TaskTemplate"].get("ForceUpdate", 0) + 1
             swarm("service", "update", "--force", "--detach", service)
         for service, force in forces.items():
-            # Until every task was replaced (not the update monitor's further 60 s).
+            # Until every task was replaced (not the update monitor's further watch).
             wait_for(f"{service} rolled out", lambda s=service, f=force: rolled_out(s, f), timeout=300)
             with capsys.disabled():
                 print(f"\n    {service} rolled out after {time.monotonic() - start:.1f} s", end="")

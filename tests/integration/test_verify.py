@@ -57,7 +57,7 @@ def test_verify_fails_naming_frontend_and_mariadb_when_the_spa_joins_data(deploy
     before, rollout = networks_of(spec), spec["Spec"]["UpdateConfig"]
     assert "data" not in before, f"{FRONTEND} is already on data: the platform is not as deployed ({before})"
     # Every replica at once, watched for 2 s: this test is about verify, not the rollout (which
-    # takes minutes at the platform's one task at a time, each watched for stack_update_monitor).
+    # takes minutes at the platform's one task at a time, then is watched for stack_update_monitor).
     fast = ("--update-parallelism", "0", "--update-monitor", "2s")
     try:
         update = docker("service", "update", "--quiet", *fast, "--network-add", "data", "--read-only=false", FRONTEND)

@@ -158,3 +158,39 @@ def test_a_node_that_joins_in_spite_of_an_error_is_waited_for(engine):
     engine.routes[("POST", "/swarm/join")] = (500, {"message": "context deadline exceeded"})
     changed, swarm = SwarmJoiner(FakeModule(engine.server_address)).join()
     assert (changed, swarm["NodeID"], len(posts(engine))) == (True, "W1", 1)
+
+
+GAVE_UP = {"Swarm": {"LocalNodeState": "error", "Error": "rpc error: code = Unknown desc = raft: stopped"}}
+
+
+def leaves(engine):
+    return [p for m, p, _body in engine.requests if (m, p) == ("POST", "/swarm/leave?force=1")]
+
+
+def test_a_join_the_engine_gave_up_in_the_background_is_set_aside_and_asked_again(engine, monkeypatch):
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
+    joins = iter([(503, {"message": BACKGROUND}), (200, None)])
+    engine.routes[("POST", "/swarm/join")] = lambda: next(joins)
+    engine.routes[("POST", "/swarm/leave?force=1")] = (200, None)
+
+    def info():
+        if len(posts(engine)) == 2:
+            return 200, WORKER
+        if leaves(engine):
+            return 200, INACTIVE
+        return 200, GAVE_UP if posts(engine) else INACTIVE
+
+    engine.routes[("GET", "/info")] = info
+    changed, swarm = SwarmJoiner(FakeModule(engine.server_address)).join()
+    assert (changed, swarm["NodeID"], len(posts(engine)), len(leaves(engine))) == (True, "W1", 2, 1)
+
+
+def test_a_join_the_engine_gives_up_every_time_fails_with_its_reason(engine, monkeypatch):
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
+    engine.routes[("POST", "/swarm/join")] = (503, {"message": BACKGROUND})
+    engine.routes[("POST", "/swarm/leave?force=1")] = (200, None)
+    engine.routes[("GET", "/info")] = lambda: (200, GAVE_UP if len(posts(engine)) > len(leaves(engine)) else INACTIVE)
+    reason = r"gave the join up \(rpc error: .*raft: stopped; .*3 attempts in all.*192\.0\.2\.11"
+    with pytest.raises(Failed, match=reason):
+        SwarmJoiner(FakeModule(engine.server_address)).join()
+    assert (len(posts(engine)), len(leaves(engine))) == (3, 2)
