@@ -135,7 +135,8 @@ class SwarmJoiner:
                 break
             except DockerAPIError as exc:
                 # The engine answers 503 when its own wait (20 s) ends before the node joined, and
-                # goes on joining; whatever the error, a node that is joining (or gave up) is waited for.
+                # goes on joining; whatever the error, a node that is joining is waited for (and one
+                # whose engine gave the join up is set aside and asked again).
                 if self.local_state() in ("pending", "active", "error"):
                     if self.wait_active(str(exc), last):
                         break
@@ -202,7 +203,7 @@ class SwarmJoiner:
             return False
         if state == "error":
             self.module.fail_json(
-                msg=f"The engine gave the join up ({swarm.get('Error') or 'no reason given'}; it first answered: "
+                msg=f"The engine gave the join up ({swarm.get('Error') or 'no reason given'}; it answered: "
                 f"{answer}), {len(RETRY_PAUSES) + 1} attempts in all. Check that the managers at "
                 f"{', '.join(self.params['remote_addrs'])} are reachable on 2377/tcp and have a Raft leader."
             )
