@@ -239,10 +239,12 @@ def _resources_view(limits, reservations):
 
 
 def _healthcheck_view(test, interval, timeout, retries, start_period):
-    if not test:
+    # Without a test the image's check runs; timings set without one still override the image's
+    # (`docker service update --health-interval`), and a deploy resets them: they are in the view.
+    if not test and not (interval or timeout or retries or start_period):
         return None
     return {
-        "test": list(test),
+        "test": list(test) if test else None,
         "interval": show_duration(interval),
         "timeout": show_duration(timeout),
         "retries": int(retries or 0),

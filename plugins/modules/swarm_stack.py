@@ -126,7 +126,8 @@ notes:
     container labels, mode and replicas, networks, secrets and configs
     (name, target, uid, gid, mode), mounts (type, source, target, read-only), resources (cpus, memory,
     pids), placement (constraints, preferences, max replicas per node), update_config,
-    rollback_config, restart_policy, healthcheck, endpoint mode and ports. A change to any other
+    rollback_config, restart_policy, healthcheck (its timings also where the test is the image's, e.g.
+    after C(docker service update --health-interval)), endpoint mode and ports. A change to any other
     field (e.g. C(stop_grace_period), C(logging)) is seen by a real run but not by check mode."
   - Runs on a Swarm manager. Needs the docker CLI there (any version with C(docker stack deploy); CLI 26
     and later are told C(--detach=true), the module does its own waiting) and PyYAML for check mode.

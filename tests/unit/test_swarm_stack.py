@@ -274,6 +274,22 @@ def test_check_mode_sees_a_change_of_user_capabilities_or_read_only_root():
     assert after["stacktesty_api"] == {"user": None, "cap_add": [], "cap_drop": [], "read_only": False}
 
 
+def test_a_health_timing_set_outside_the_compose_file_is_a_change_and_one_set_in_it_is_not():
+    # `docker service update --health-interval 60s` on a service whose check is its image's: the
+    # spec holds the interval without a test. The next deploy resets it, so the plan must see it.
+    spec = json.loads(json.dumps(API_SPEC))
+    spec["TaskTemplate"]["ContainerSpec"]["Healthcheck"] = {"Interval": 60 * 10**9}
+    compose = yaml.safe_load(COMPOSE)
+    del compose["services"]["api"]["healthcheck"]
+    changes, before, after = plan(compose, "stacktesty", [svc("stacktesty_api", spec=spec)], NETWORKS)
+    assert changes == {"stacktesty_api": "updated"}
+    assert before["stacktesty_api"]["healthcheck"]["interval"] == "60s"
+    assert after["stacktesty_api"] == {"healthcheck": None}
+    # The same interval in the compose file, the test left to the image: nothing to do.
+    compose["services"]["api"]["healthcheck"] = {"interval": "60s"}
+    assert plan(compose, "stacktesty", [svc("stacktesty_api", spec=spec)], NETWORKS) == ({}, {}, {})
+
+
 def test_check_mode_removal_only_with_prune():
     existing = [svc("stacktesty_api", spec=API_SPEC), svc("stacktesty_old")]
     compose = yaml.safe_load(COMPOSE)
