@@ -1,6 +1,6 @@
 #!/bin/bash -eu
-# Healthy: the node's AMQP and management listeners accept connections (what the official docs'
-# "stage 2" check, `rabbitmq-diagnostics check_port_connectivity`, tests) and the node itself
+# Healthy: the node's AMQP and management listeners accept connections (what
+# `rabbitmq-diagnostics check_port_connectivity` tests) and the node itself
 # answers HTTP on the Prometheus plugin's port (a 404 for `/` will do: the Erlang node replied).
 # Not that CLI: each of its runs starts an Erlang VM, 0.85 s of CPU measured on the test cluster,
 # every 10 s; this check takes milliseconds and no Erlang cookie. A connection opened on 5672 is
