@@ -50,11 +50,17 @@ if [ "$1" = "rabbitmq-server" ]; then
     if [ -n "$defs" ] && [ ! -r "$defs" ]; then
         die "the definitions file $defs (users and their password hashes) does not exist or cannot be read; mount it (e.g. as a secret) or refusing to start"
     fi
+    # The job in the background is one command, not a list (`[ ] || cmd &`): bash runs a list in
+    # the background in a subshell of its own, which here would stay root for as long as the job.
     if [ "$(id -u)" = 0 ]; then
         find /var/lib/rabbitmq \! -user rabbitmq -exec chown rabbitmq:rabbitmq '{}' +
-        [ -z "$defs" ] || setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups "$0" prune-users "$defs" &
+        if [ -n "$defs" ]; then
+            setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups "$0" prune-users "$defs" &
+        fi
         exec setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups "$@"
     fi
-    [ -z "$defs" ] || "$0" prune-users "$defs" &
+    if [ -n "$defs" ]; then
+        "$0" prune-users "$defs" &
+    fi
 fi
 exec "$@"

@@ -98,21 +98,26 @@ def rabbit_definitions(users):
 
 
 def proc_uids(containers, name):
-    """The uids of the container's own processes, as docker top lists them from the host: its first
-    process and what descends from it. A process docker exec starts descends from the runtime's
-    shim instead, and does not count: the health check, which runs as the image's user (root where
-    the entrypoint drops to the service's user itself, as the official rabbitmq image's does)."""
+    """uid -> the commands of the container's own processes, as docker top lists them from the host:
+    its first process and what descends from it. A process docker exec starts descends from the
+    runtime's shim instead, and does not count: the health check, which runs as the image's user
+    (root where the entrypoint drops to the service's user itself, as the official rabbitmq
+    image's does)."""
     first = containers.inspect(name)["State"]["Pid"]
-    listed = containers.top(name, "-eo", "pid,ppid,uid").splitlines()[1:]
-    rows = [[int(field) for field in line.split()] for line in listed]
-    parents = {pid: ppid for pid, ppid, _uid in rows}
+    listed = containers.top(name, "-eo", "pid,ppid,uid,args").splitlines()[1:]
+    rows = [line.split(None, 3) for line in listed]
+    parents = {int(row[0]): int(row[1]) for row in rows}
 
     def own(pid):
         while pid != first and pid in parents:
             pid = parents[pid]
         return pid == first
 
-    return {uid for pid, _ppid, uid in rows if own(pid)}
+    found = {}
+    for pid, _ppid, uid, *args in rows:
+        if own(int(pid)):
+            found.setdefault(int(uid), []).append(f"{pid}: {' '.join(args)[:150]}")
+    return found
 
 
 # ---------------------------------------------------------------- per image setups
@@ -231,7 +236,8 @@ def start(containers, kit_ref, image):
 @pytest.mark.parametrize("image", sorted(STARTERS))
 def test_starts_healthy_as_the_official_user_and_stops_on_sigterm(containers, kit_ref, image):
     name, _volume = start(containers, kit_ref, image)
-    assert proc_uids(containers, name) == EXPECTED_UIDS[image]
+    uids = proc_uids(containers, name)
+    assert set(uids) == EXPECTED_UIDS[image], uids
     code, seconds = containers.sigterm(name, GRACE)
     assert code is not None, f"{image} still ran {GRACE} s after SIGTERM:\n{containers.logs(name)[-2000:]}"
     assert code in (0, 143), (
@@ -320,7 +326,8 @@ def test_mariadb_initialises_hardened_as_the_stack_runs_it(containers, kit_ref):
     containers.wait_healthy(name)
     query = ["mariadb", "-h127.0.0.1", "-ushop", "shop", "-N", "-e", "SELECT CURRENT_USER()"]
     assert containers.exec(name, *query, env={"MYSQL_PWD": PASSWORD}).stdout.split() == ["shop@%"]
-    assert proc_uids(containers, name) == {999}  # the server as mysql, no root process left
+    uids = proc_uids(containers, name)
+    assert set(uids) == {999}, uids  # the server as mysql, no root process left
 
 
 def test_mariadb_after_a_failed_first_start_initialises_again(containers, kit_ref, tmp_path):
@@ -491,6 +498,21 @@ def test_rabbitmq_keeps_only_the_users_its_definitions_list_and_its_data_across_
     # AMQP handshake and hung up would log a warning every 10 s.
     assert containers.exec(name, "healthcheck.sh").returncode == 0
     assert "AMQP connection" not in containers.logs(name), containers.logs(name)[-2000:]
+
+
+def test_rabbitmq_runs_no_root_process_while_its_job_prunes_users(containers, kit_ref):
+    """The entrypoint starts the user-pruning job as user rabbitmq and execs the server as it: no
+    process of the container is root's while the job waits for the node to boot (a job started as
+    the list `[ ] || setpriv ... &` kept a root bash as its parent all that time)."""
+    name = start_rabbitmq(containers, kit_ref("rabbitmq"), containers.volume())
+    deadline = time.monotonic() + 60
+    while True:
+        uids = proc_uids(containers, name)
+        if any("prune-users" in command for commands in uids.values() for command in commands):
+            break
+        assert time.monotonic() < deadline, f"no prune-users job: {uids}"
+        time.sleep(0.2)
+    assert set(uids) == {999}, uids
 
 
 def test_rabbitmq_refuses_to_start_without_its_definitions(containers, kit_ref):
