@@ -222,11 +222,21 @@ def with_fingerprint(compose, digest):
     return compose
 
 
-def deployed_as(compose, stack, services, digest):
-    """Whether the stack's services are exactly the compose file's, each labelled with ``digest``."""
+def not_deployed_as(compose, stack, services, digest):
+    """Why the stack's services are not exactly the compose file's, each labelled with ``digest``:
+    one reason per service (missing, not in the file, another digest); empty when they are."""
     wanted = {f"{stack}_{key}" for key in (compose.get("services") or {})}
     labels = {s["Spec"]["Name"]: (s["Spec"].get("Labels") or {}).get(FINGERPRINT_LABEL) for s in services}
-    return bool(wanted) and set(labels) == wanted and all(value == digest for value in labels.values())
+    if not wanted:
+        return ["the compose file has no service"]
+    reasons = [f"{name}: not in the swarm" for name in sorted(wanted - set(labels))]
+    reasons += [f"{name}: not in the compose file" for name in sorted(set(labels) - wanted)]
+    reasons += [
+        f"{name}: deployed from another compose file ({value or 'no digest'}, this one {digest})"
+        for name, value in sorted(labels.items())
+        if name in wanted and value != digest
+    ]
+    return reasons
 
 
 def _caps_view(caps):

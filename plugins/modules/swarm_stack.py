@@ -310,11 +310,11 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._stack_spec impor
     StackError,
     check_stack_name,
     compare_services,
-    deployed_as,
     differing,
     endpoint_changed,
     fingerprint,
     missing_externals,
+    not_deployed_as,
     plan,
     spec_view,
     with_fingerprint,
@@ -382,10 +382,16 @@ class StackModule:
         if rendered is not None and p["resolve_image"] != "always":
             options = {"prune": p["prune"], "resolve_image": p["resolve_image"], "auth": p["with_registry_auth"]}
             digest = fingerprint(rendered, options)
-            if deployed_as(rendered, p["name"], before, digest) and not plan(rendered, p["name"], before, names)[0]:
+            reasons = not_deployed_as(rendered, p["name"], before, digest)
+            planned = plan(rendered, p["name"], before, names)[0]
+            if not reasons and not planned:
                 deployer.event(f"{p['name']}: not deployed again, its services are as this compose file left them")
                 changes, reports = self.spread({}, deployer.converge(previous))
                 return changes, {n: dict(r, action=changes.get(n, "unchanged")) for n, r in reports.items()}, {}, {}
+            if before:
+                # Why a stack that runs is deployed again, for the operator who expected nothing to change.
+                why = reasons + [f"{name}: {action} (a field this module compares)" for name, action in planned.items()]
+                deployer.event(f"{p['name']}: deployed again: {'; '.join(why)}")
             # The digest goes into the compose file as written: the CLI's rendering has resolved
             # its $$ escapes, and deploying that would interpolate them again.
             text = compose_text(with_fingerprint(load_yaml(text), digest))

@@ -115,6 +115,10 @@ def test_check_deploy_again_check_then_change_one_service(module_run, probe_imag
     docker("service", "update", "--detach", "--replicas", "1", "stacktest_web")
     restored = module_run(MODULE, args)
     assert restored["changed_services"] == ["stacktest_web"] and not restored.get("failed"), restored
+    assert any(
+        "stacktest: deployed again: stacktest_web: updated (a field this module compares)" in line
+        for line in restored["events"]
+    ), restored["events"]
     assert spec("stacktest_web")["Mode"]["Replicated"]["Replicas"] == 2
 
     changed_stack = compose(web=web(probe_image), once=once(probe_image, "echo twice"))
@@ -127,6 +131,8 @@ def test_check_deploy_again_check_then_change_one_service(module_run, probe_imag
     second = module_run(MODULE, dict(args, compose=changed_stack))
     assert second["changed"] and not second.get("failed"), json.dumps(second)
     assert second["changed_services"] == ["stacktest_once"]
+    reasons = next(line for line in second["events"] if "stacktest: deployed again: " in line)
+    assert "stacktest_web: deployed from another compose file" in reasons, reasons
     assert second["services"]["stacktest_once"]["state"] == "converged"
     assert second["services"]["stacktest_web"]["action"] == "unchanged"
     assert spec("stacktest_once")["TaskTemplate"]["ContainerSpec"]["Args"][-1] == "echo twice"

@@ -2,11 +2,9 @@
 reads pass, everything else is refused before the engine; a swarm read the engine fails gets the
 last good answer while it is young enough."""
 
-import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,17 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.shopstream.swarm.plugins.module_utils._docker_api import UnixHTTPConnection
+
 PROXY = Path(__file__).resolve().parents[2] / "images" / "socket-proxy" / "docker-api-proxy"
-
-
-class Client(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("engine", timeout=10)
-        self.socket_path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.socket_path)
 
 
 @pytest.fixture
@@ -44,7 +34,7 @@ def proxy(engine):
             time.sleep(0.02)
 
         def ask(method, path):
-            client = Client(listen)
+            client = UnixHTTPConnection(listen, timeout=10)
             try:
                 client.request(method, path)
                 response = client.getresponse()

@@ -20,11 +20,11 @@ from ansible_collections.shopstream.swarm.plugins.module_utils._stack_spec impor
     StackError,
     compare_services,
     compose_view,
-    deployed_as,
     endpoint_changed,
     fingerprint,
     missing_externals,
     normalize_spec,
+    not_deployed_as,
     parse_bytes,
     parse_duration,
     plan,
@@ -672,17 +672,24 @@ def test_each_service_carries_the_digest_whatever_its_labels_form():
     assert "labels" in compose["services"]["a"]["deploy"] and "deploy" not in compose["services"]["b"]
 
 
-def test_deployed_as_needs_exactly_the_compose_files_services_each_with_the_digest():
+def test_not_deployed_as_names_each_service_missing_extra_or_from_another_compose_file():
     compose = {"services": {"a": {}, "b": {}}}
 
     def svc(name, digest):
         return {"Spec": {"Name": name, "Labels": {FINGERPRINT_LABEL: digest} if digest else {}}}
 
-    assert deployed_as(compose, "s", [svc("s_a", "d1"), svc("s_b", "d1")], "d1")
-    assert not deployed_as(compose, "s", [svc("s_a", "d1"), svc("s_b", "d0")], "d1")
-    assert not deployed_as(compose, "s", [svc("s_a", "d1")], "d1"), "a service missing"
-    assert not deployed_as(compose, "s", [svc("s_a", "d1"), svc("s_b", "d1"), svc("s_c", "d1")], "d1")
-    assert not deployed_as(compose, "s", [svc("s_a", None), svc("s_b", None)], "d1"), "deployed before digests"
+    assert not_deployed_as(compose, "s", [svc("s_a", "d1"), svc("s_b", "d1")], "d1") == []
+    assert not_deployed_as(compose, "s", [svc("s_a", "d1"), svc("s_b", "d0")], "d1") == [
+        "s_b: deployed from another compose file (d0, this one d1)"
+    ]
+    assert not_deployed_as(compose, "s", [svc("s_a", "d1")], "d1") == ["s_b: not in the swarm"]
+    assert not_deployed_as(compose, "s", [svc("s_a", "d1"), svc("s_b", "d1"), svc("s_c", "d1")], "d1") == [
+        "s_c: not in the compose file"
+    ]
+    assert not_deployed_as(compose, "s", [svc("s_a", None), svc("s_b", "d1")], "d1") == [
+        "s_a: deployed from another compose file (no digest, this one d1)"
+    ], "deployed before digests"
+    assert not_deployed_as({"services": {}}, "s", [], "d1") == ["the compose file has no service"]
 
 
 def test_the_digest_label_is_no_change_of_its_own():
