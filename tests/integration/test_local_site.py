@@ -103,9 +103,13 @@ def docker_listeners(port):
 
 @pytest.mark.engine  # a fresh host's first run writes daemon.json and restarts dockerd
 def test_site_converges_and_leaks_nothing(capsys, local_vault):
-    first = playbook(*SITE, "-vvv")
+    # A report every 2 s while a stack is deployed: MariaDB's first start alone takes longer.
+    first = playbook(*SITE, "-vvv", "-e", "stack_progress_interval=2")
     assert first.rc == 0, first.out[-5000:]
     assert "Preflight passed on 1 host(s)" in first.out
+    # What the wait waited for, while it waited: the data stack's services, by name.
+    progress = re.findall(r"shopstream-data after \d+ s: [^\"]*", first.out)
+    assert progress and any("mariadb" in line for line in progress), first.out[-5000:]
     # verify.yml, site.yml's last step, proved the platform (health, matrix, secrets, targets, journey).
     proven = " ".join(first.out.split())
     assert "ShopStream proven: 1 node(s), 1 manager(s)" in proven, first.out[-5000:]

@@ -164,6 +164,10 @@ STACK_SETTINGS = {
         {"stack_replicas": dict(REPLICAS, fronted=3)},
         "stack_replicas names fronted, which the platform does not have",
     ),
+    "no time between progress reports": (
+        {"stack_progress_interval": 0},
+        "stack_progress_interval is 0: a number of seconds, at least 1",
+    ),
     "a placement label on no manager": (
         {"swarm_node_labels": {"shopstream.tier": "db"}},
         "stack_data_label is shopstream.tier==data, but no manager carries that label (m1 shopstream.tier=db), so the "
