@@ -52,6 +52,24 @@ def task_state(task):
     return (task.get("Status") or {}).get("State")
 
 
+# An engine takes a task it is given within a second; one the swarm assigned this long ago that the
+# node never accepted will not start there (moby/moby#34864: an engine given tasks while its swarm
+# was not yet active, after a restart, may leave the next ones assigned until it restarts).
+STUCK_ASSIGNED = 60
+
+
+def stuck_on(tasks, now):
+    """The nodes (IDs, sorted) holding a task to run that has stayed 'assigned' for STUCK_ASSIGNED s."""
+    nodes = set()
+    for task in tasks:
+        if task.get("DesiredState") != "running" or task_state(task) != "assigned":
+            continue
+        since = _parse_time((task.get("Status") or {}).get("Timestamp"))
+        if since is not None and now - since >= STUCK_ASSIGNED:
+            nodes.add(task.get("NodeID") or "?")
+    return sorted(nodes)
+
+
 def assess(service, tasks, previous_started=None, now=None, expect_update=False, settle=True):
     """Judge one service: a report dict whose ``state`` is converged, waiting or failed, with ``reason``.
 
@@ -178,6 +196,13 @@ def assess(service, tasks, previous_started=None, now=None, expect_update=False,
             reasons.append(f"task {status.get('State')}" + (f": {detail}" if detail else ""))
         elif report["last_error"]:
             reasons.append(f"last task error: {report['last_error']}")
+        stuck = stuck_on(current, now)
+        if stuck:
+            reasons.append(
+                f"assigned to node {', '.join(stuck)} for {STUCK_ASSIGNED} s or more and never accepted: that"
+                " node's engine takes no task (moby/moby#34864, after an engine restart); restart its engine"
+                " (and unlock it, with autolock)"
+            )
     if reasons:
         return dict(report, reason="; ".join(reasons))
     return dict(report, state="converged", reason="converged")

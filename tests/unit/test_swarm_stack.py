@@ -326,6 +326,20 @@ def test_replicated_converges_when_all_replicas_run_the_current_spec():
     assert (report["state"], report["replicas"], report["running"]) == ("converged", "2/2", 2)
 
 
+def test_a_task_assigned_long_ago_and_never_accepted_names_its_node_and_the_fix():
+    """moby/moby#34864: after an engine restart, a node may leave the tasks it is given assigned;
+    a task assigned for less than a minute is only being handed over."""
+    service = svc()
+    stuck = assess(service, [task(service, slot=1), task(service, "assigned", slot=2, node="nodeA", age=61)])
+    assert stuck["state"] == "waiting" and "1/2 ready" in stuck["reason"]
+    assert "assigned to node nodeA for 60 s or more and never accepted" in stuck["reason"]
+    assert "moby/moby#34864" in stuck["reason"] and "restart its engine" in stuck["reason"]
+    handed = assess(service, [task(service, slot=1), task(service, "assigned", slot=2, node="nodeA", age=5)])
+    assert "never accepted" not in handed["reason"]
+    shut = assess(service, [task(service, slot=1), task(service, "assigned", "shutdown", slot=2, age=600)])
+    assert "never accepted" not in shut["reason"]
+
+
 def test_tasks_running_for_less_than_the_monitor_do_not_count_yet():
     service = svc()
     report = assess(service, [task(service, slot=1), task(service, slot=2, age=1)])
