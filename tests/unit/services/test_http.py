@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import logging
 import threading
 import time
 
@@ -149,7 +150,18 @@ def test_a_database_that_cannot_answer_is_a_503_with_retry_after(serve):
     assert request(app, "GET", "/wrong")[:2] == (500, b'{"error":"internal error"}')
 
 
-def test_access_log_is_json_without_query_string(capsys):
+@pytest.fixture
+def root_logging():
+    """The root logger's handlers and level, given back after the test: setup_logging's handler
+    writes to the test's captured stdout, which later tests' server threads would log to, closed."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_access_log_is_json_without_query_string(capsys, root_logging):
     config.setup_logging("test")
     app = server.App("test")
     app.route("GET", "/x", lambda req: (200, {}))
