@@ -48,16 +48,16 @@ def found_in(text, values):
     )
 
 
-def converged(service, tasks):
+def converged(service, tasks, node_hosts=None):
     """``assess`` for what runs now: a running task counts at once (verify checks what runs, its health
     check whether it works; the update monitor is swarm_stack's wait), and a completed rollback runs
     the previous spec, which is what is checked: only an update in flight or failed counts against it."""
     status = service.get("UpdateStatus") or {}
     previous = status.get("StartedAt") if status.get("State") in ("completed", "rollback_completed") else None
-    return assess(service, tasks, previous_started=previous, settle=False)
+    return assess(service, tasks, previous_started=previous, settle=False, nodes=node_hosts)
 
 
-def service_view(service, tasks, network_names):
+def service_view(service, tasks, network_names, node_hosts=None):
     """One service as verify reads it: its overlays (short names), published ports, secret files, update
     state, and whether it converged (``state``, ``reason``, ``replicas`` as ``assess`` reports)."""
     spec = service["Spec"]
@@ -68,7 +68,7 @@ def service_view(service, tasks, network_names):
         name = network_names.get(attachment.get("Target"), attachment.get("Target") or "")
         networks.append(name[len(namespace) + 1 :] if namespace and name.startswith(f"{namespace}_") else name)
     ports = ((spec.get("EndpointSpec") or {}).get("Ports") or []) + ((service.get("Endpoint") or {}).get("Ports") or [])
-    report = converged(service, tasks)
+    report = converged(service, tasks, node_hosts)
     return {
         "name": spec["Name"],
         "short": short_name(spec["Name"]),
@@ -114,7 +114,7 @@ def platform(services, tasks, networks, prefix, node_hosts, values):
         by_service.setdefault(task.get("ServiceID"), []).append(task)
     network_names = {n.get("Id"): n.get("Name") for n in networks}
     names = {s["ID"]: s["Spec"]["Name"] for s in mine}
-    views = [service_view(s, by_service.get(s["ID"], []), network_names) for s in mine]
+    views = [service_view(s, by_service.get(s["ID"], []), network_names, node_hosts) for s in mine]
     running = sorted(
         (
             task_view(t, names, node_hosts)

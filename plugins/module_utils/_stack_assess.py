@@ -58,19 +58,21 @@ def task_state(task):
 STUCK_ASSIGNED = 60
 
 
-def stuck_on(tasks, now):
-    """The nodes (IDs, sorted) holding a task to run that has stayed 'assigned' for STUCK_ASSIGNED s."""
-    nodes = set()
+def stuck_on(tasks, now, nodes=None):
+    """The nodes holding a task to run that has stayed 'assigned' for STUCK_ASSIGNED s, sorted: their
+    names in ``nodes`` (node ID -> name), else their IDs."""
+    found = set()
     for task in tasks:
         if task.get("DesiredState") != "running" or task_state(task) != "assigned":
             continue
         since = _parse_time((task.get("Status") or {}).get("Timestamp"))
         if since is not None and now - since >= STUCK_ASSIGNED:
-            nodes.add(task.get("NodeID") or "?")
-    return sorted(nodes)
+            node = task.get("NodeID") or "?"
+            found.add((nodes or {}).get(node) or node)
+    return sorted(found)
 
 
-def assess(service, tasks, previous_started=None, now=None, expect_update=False, settle=True):
+def assess(service, tasks, previous_started=None, now=None, expect_update=False, settle=True, nodes=None):
     """Judge one service: a report dict whose ``state`` is converged, waiting or failed, with ``reason``.
 
     - An update in a failed state (paused, rollback_*) that started after ``previous_started`` fails.
@@ -84,6 +86,7 @@ def assess(service, tasks, previous_started=None, now=None, expect_update=False,
     - ``expect_update``: the change does not show in the tasks' spec (published ports), so only an
       UpdateStatus newer than ``previous_started`` tells that the tasks were replaced.
     - ``settle`` false: a running task counts at once, however long it has run (what runs now).
+    - ``nodes``: node ID -> name, to name a node in a reason (its ID otherwise).
     """
     now = time.time() if now is None else now
     spec = service["Spec"]
@@ -196,7 +199,7 @@ def assess(service, tasks, previous_started=None, now=None, expect_update=False,
             reasons.append(f"task {status.get('State')}" + (f": {detail}" if detail else ""))
         elif report["last_error"]:
             reasons.append(f"last task error: {report['last_error']}")
-        stuck = stuck_on(current, now)
+        stuck = stuck_on(current, now, nodes)
         if stuck:
             reasons.append(
                 f"assigned to node {', '.join(stuck)} for {STUCK_ASSIGNED} s or more and never accepted: that"

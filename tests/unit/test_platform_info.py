@@ -97,6 +97,13 @@ def test_a_running_task_counts_at_once_and_a_missing_replica_does_not_converge()
     assert sorted(t["state"] for t in running) == ["running", "starting"]
 
 
+def test_a_task_the_node_never_accepted_names_the_inventory_host():
+    auth = service("auth")
+    views = read([auth], [task(auth, 1), task(auth, 2, state="assigned", age=120)])[0]
+    assert views["auth"]["state"] == "waiting"
+    assert "assigned to node manager1 for 60 s or more and never accepted" in views["auth"]["reason"]
+
+
 @pytest.mark.parametrize(
     ("update", "state", "reason"),
     [
