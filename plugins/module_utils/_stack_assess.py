@@ -196,7 +196,9 @@ def assess(service, tasks, previous_started=None, now=None, expect_update=False,
         if pending:
             status = pending[-1].get("Status") or {}
             detail = status.get("Err") or status.get("Message") or ""
-            reasons.append(f"task {status.get('State')}" + (f": {detail}" if detail else ""))
+            # Swarm's message often only repeats the state ("starting"): said once.
+            shown = detail and detail.lower() != (status.get("State") or "").lower()
+            reasons.append(f"task {status.get('State')}" + (f": {detail}" if shown else ""))
         elif report["last_error"]:
             reasons.append(f"last task error: {report['last_error']}")
         stuck = stuck_on(current, now, nodes)

@@ -336,6 +336,9 @@ def test_a_task_assigned_long_ago_and_never_accepted_names_its_node_and_the_fix(
     assert "moby/moby#34864" in stuck["reason"] and "restart its engine" in stuck["reason"]
     named = assess(service, [task(service, "assigned", slot=2, node="nodeA", age=90)], nodes={"nodeA": "manager1"})
     assert "assigned to node manager1 for 60 s or more" in named["reason"]
+    starting = task(service, "starting", slot=2, age=5)
+    starting["Status"]["Message"] = "starting"
+    assert assess(service, [task(service, slot=1), starting])["reason"] == "1/2 ready; task starting"
     handed = assess(service, [task(service, slot=1), task(service, "assigned", slot=2, node="nodeA", age=5)])
     assert "never accepted" not in handed["reason"]
     shut = assess(service, [task(service, slot=1), task(service, "assigned", "shutdown", slot=2, age=600)])
