@@ -12,7 +12,8 @@ description:
   - For the stacks whose deploy is still running, names each of their services that has not
     converged, with its running replicas of the wanted and the reason
     (M(shopstream.swarm.swarm_platform_info)'s C(services)), so that a long wait says what it waits for.
-  - A stack whose services all run their tasks waits for their health checks, and says so.
+  - A stack whose services all run healthy tasks waits until they have run for their update monitor
+    (what M(shopstream.swarm.swarm_stack) counts as converged), and says so.
 positional: services, prefix, elapsed
 options:
   _input:
@@ -57,7 +58,7 @@ def stack_progress(stacks, services, prefix, elapsed):
         if pending:
             what = ", ".join(f"{s.get('short')} {s.get('replicas')} ({s.get('reason')})" for s in pending)
         elif mine:
-            what = f"its {len(mine)} service(s) run their tasks; waiting for their health checks"
+            what = f"its {len(mine)} service(s) run their tasks; waiting for them to last their update monitor"
         else:
             what = "no service yet"
         lines.append(f"{name} after {float(elapsed):.0f} s: {what}")

@@ -24,9 +24,9 @@ def test_each_stack_names_its_services_that_have_not_converged():
     ]
 
 
-def test_a_stack_whose_tasks_all_run_waits_for_health_checks_and_one_not_yet_created_says_so():
+def test_a_stack_whose_tasks_all_run_waits_for_the_monitor_and_one_not_yet_created_says_so():
     assert stack_progress(["edge", "monitoring"], SERVICES, "shopstream", 15) == [
-        "shopstream-edge after 15 s: its 1 service(s) run their tasks; waiting for their health checks",
+        "shopstream-edge after 15 s: its 1 service(s) run their tasks; waiting for them to last their update monitor",
         "shopstream-monitoring after 15 s: no service yet",
     ]
 
